@@ -1,0 +1,570 @@
+/*
+ * Ingest: the ROUTER thread checks each frame and hands valid events to the
+ * journal writer thread, which commits whatever has arrived as one batch
+ * (group commit) and hands the batch back; only then are the senders acked.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#define S_WRITER_PIPE "inproc://sc-writer"
+#define S_CONTROL_PIPE "inproc://sc-ingest-control"
+#define S_MAX_ROUTE 4 /* routing frames kept per message: identity, REQ's empty delimiter … */
+
+sc__stats_t sc__stats;
+
+void sc__stats_head(int64_t id)
+{
+    int_fast64_t cur = atomic_load(&sc__stats.head);
+    while (id > cur && !atomic_compare_exchange_weak(&sc__stats.head, &cur, id))
+        ;
+}
+
+typedef struct s_item {
+    zmq_msg_t route[S_MAX_ROUTE];
+    int nroute;
+    zmq_msg_t body;
+    sc__envelope_t env;
+    sc__jentry_t je;
+    int result; /* SC__OK or an error code, once the writer has answered */
+} s_item_t;
+
+/* Events handed to the writer together; batches are chains of chunks. */
+typedef struct s_chunk {
+    struct s_chunk *next;
+    size_t n, cap;
+    s_item_t items[];
+} s_chunk_t;
+
+struct sc__ingest {
+    sc__daemon_t *d;
+    pthread_t ingest_thread, writer_thread;
+    void *control; /* main's end of the control pipe */
+    char err[512];
+    int start_rc;
+};
+
+static s_chunk_t *s_chunk_new(size_t cap)
+{
+    s_chunk_t *c = malloc(sizeof *c + cap * sizeof(s_item_t));
+    if (c) {
+        c->next = NULL;
+        c->n = 0;
+        c->cap = cap;
+    }
+    return c;
+}
+
+static void s_item_clear(s_item_t *it)
+{
+    for (int i = 0; i < it->nroute; i++)
+        zmq_msg_close(&it->route[i]);
+    zmq_msg_close(&it->body);
+    sc__envelope_clear(&it->env);
+}
+
+void sc__ingest_free_batch(void *batch)
+{
+    for (s_chunk_t *c = batch, *next; c; c = next) {
+        next = c->next;
+        for (size_t i = 0; i < c->n; i++)
+            s_item_clear(&c->items[i]);
+        free(c);
+    }
+}
+
+/*
+ * Publishes every newly journaled event of a batch as [type][envelope + "event"],
+ * then frees the batch. The envelope is the sender's own frame with the journal
+ * number (and the default occurred_at) spliced in after its opening brace:
+ * valid JSON, since the frame was checked to be an object with members.
+ */
+void sc__ingest_publish_batch(void *pub, void *batch)
+{
+    char head[128];
+    for (s_chunk_t *c = batch; c; c = c->next) {
+        for (size_t i = 0; i < c->n; i++) {
+            s_item_t *it = &c->items[i];
+            if (it->result != SC__OK || it->je.duplicate)
+                continue;
+            const char *body = zmq_msg_data(&it->body);
+            size_t len = zmq_msg_size(&it->body);
+            const char *brace = memchr(body, '{', len);
+            if (!brace)
+                continue;
+            int n = snprintf(head, sizeof head, "{\"event\":%lld,", (long long)it->je.event);
+            if (!it->env.has_occurred) {
+                char when[SC_TIME_LEN];
+                n += snprintf(head + n, sizeof head - (size_t)n, "\"occurred_at\":\"%s\",",
+                              sc_time_format(it->je.occurred_at, when));
+            }
+            size_t rest = len - (size_t)(brace + 1 - body);
+            zmq_msg_t m;
+            zmq_msg_init_size(&m, (size_t)n + rest);
+            memcpy(zmq_msg_data(&m), head, (size_t)n);
+            memcpy((char *)zmq_msg_data(&m) + n, brace + 1, rest);
+            zmq_send(pub, it->je.type, strlen(it->je.type), ZMQ_SNDMORE);
+            if (zmq_msg_send(&m, pub, 0) < 0)
+                zmq_msg_close(&m);
+        }
+    }
+    sc__ingest_free_batch(batch);
+}
+
+/* ---- the writer thread ---- */
+
+typedef struct s_writer {
+    sc__daemon_t *d;
+    void *pipe;
+    PGconn *conn;
+    int64_t backoff_ms, next_attempt_ms;
+    sc__jentry_t *entries;
+    size_t entries_cap;
+} s_writer_t;
+
+static void s_writer_connect(s_writer_t *w)
+{
+    char err[512];
+    if (w->conn || sc__mono_ms() < w->next_attempt_ms)
+        return;
+    w->conn = sc__db_connect(w->d->conninfo, "journal", err, sizeof err);
+    if (w->conn) {
+        if (w->backoff_ms)
+            sc__log(SC_LOG_NOTICE, "journal", "database reachable again: taking events");
+        w->backoff_ms = 0;
+        atomic_store(&sc__stats.db_up, true);
+        return;
+    }
+    int64_t max = sc__cfg_int(w->d->cfg->core, "database", "reconnect_max") * 1000;
+    w->backoff_ms = sc__backoff_next(w->backoff_ms, 100, max > 100 ? max : 100);
+    w->next_attempt_ms = sc__mono_ms() + w->backoff_ms;
+    SC__LOG(SC_LOG_WARNING, "journal", "%s; next attempt in %lld ms", err,
+            (long long)w->backoff_ms);
+}
+
+static void s_writer_lost(s_writer_t *w, const char *err)
+{
+    sc__log(SC_LOG_ERR, "journal", "%s: answering unavailable until the database is back", err);
+    atomic_store(&sc__stats.db_up, false);
+    PQfinish(w->conn);
+    w->conn = NULL;
+    w->next_attempt_ms = 0;
+}
+
+/* Journals every item of the batch; sets each item's result. */
+static void s_writer_commit(s_writer_t *w, s_chunk_t *batch, size_t total)
+{
+    char err[1024];
+    if (total > w->entries_cap) {
+        free(w->entries);
+        w->entries_cap = total * 2;
+        w->entries = malloc(w->entries_cap * sizeof *w->entries);
+    }
+    size_t n = 0;
+    for (s_chunk_t *c = batch; c; c = c->next)
+        for (size_t i = 0; i < c->n; i++)
+            w->entries[n++] = c->items[i].je;
+
+    int rc = w->conn ? sc__journal_append(w->conn, w->entries, n, err, sizeof err) : -EAGAIN;
+    if (rc < 0 && w->conn) {
+        if (PQstatus(w->conn) != CONNECTION_OK || rc == -EAGAIN)
+            s_writer_lost(w, err);
+        else
+            sc__log(SC_LOG_ERR, "journal", "%s", err);
+    }
+    n = 0;
+    int64_t head = 0;
+    for (s_chunk_t *c = batch; c; c = c->next) {
+        for (size_t i = 0; i < c->n; i++, n++) {
+            s_item_t *it = &c->items[i];
+            if (rc < 0) {
+                it->result = SC__E_UNAVAILABLE;
+                continue;
+            }
+            it->je.event = w->entries[n].event;
+            it->je.duplicate = w->entries[n].duplicate;
+            it->result = SC__OK;
+            if (!it->je.duplicate && it->je.event > head)
+                head = it->je.event;
+        }
+    }
+    if (rc == 0) {
+        atomic_fetch_add(&sc__stats.batches, 1);
+        atomic_fetch_add(&sc__stats.batched_events, total);
+        sc__stats_head(head);
+    }
+}
+
+static void *s_writer_main(void *arg)
+{
+    s_writer_t w = {.d = arg};
+    size_t batch_max = (size_t)sc__cfg_int(w.d->cfg->core, "ingest", "batch_max");
+    w.pipe = zmq_socket(w.d->zctx, ZMQ_PAIR);
+    zmq_connect(w.pipe, S_WRITER_PIPE);
+    s_writer_connect(&w);
+
+    for (;;) {
+        zmq_pollitem_t pi = {w.pipe, 0, ZMQ_POLLIN, 0};
+        long timeout = -1;
+        if (!w.conn) {
+            timeout = (long)(w.next_attempt_ms - sc__mono_ms());
+            if (timeout < 0)
+                timeout = 0;
+        }
+        if (zmq_poll(&pi, 1, timeout) < 0 && zmq_errno() == ETERM)
+            break;
+        s_writer_connect(&w);
+        if (!(pi.revents & ZMQ_POLLIN))
+            continue;
+
+        s_chunk_t *batch = NULL, **tail = &batch;
+        size_t total = 0;
+        bool stop = false;
+        int flags = 0;
+        while (total < batch_max) {
+            s_chunk_t *c = NULL;
+            int r = zmq_recv(w.pipe, &c, sizeof c, flags);
+            if (r < 0)
+                break;
+            flags = ZMQ_DONTWAIT;
+            if (r != sizeof c || !c) { /* the stop signal: a NULL chunk */
+                stop = true;
+                break;
+            }
+            *tail = c;
+            tail = &c->next;
+            total += c->n;
+        }
+        if (batch) {
+            s_writer_commit(&w, batch, total);
+            zmq_send(w.pipe, &batch, sizeof batch, 0);
+            if (batch->items[0].result == SC__OK)
+                sc__runners_wake(w.d);
+        }
+        if (stop)
+            break;
+    }
+    PQfinish(w.conn);
+    free(w.entries);
+    zmq_close(w.pipe);
+    return NULL;
+}
+
+/* ---- the ROUTER thread ---- */
+
+typedef struct s_ingest {
+    struct sc__ingest *self;
+    sc__daemon_t *d;
+    void *router, *writer, *control, *publish;
+    s_chunk_t *chunk;
+    size_t inflight, queue_max, chunk_max;
+} s_ingest_t;
+
+/* Appends a JSON string literal of s to buf; the input is valid UTF-8 from jansson. */
+static size_t s_json_str(char *buf, size_t cap, const char *s)
+{
+    size_t n = 0;
+    if (n < cap)
+        buf[n++] = '"';
+    for (; *s && n + 7 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            buf[n++] = '\\';
+            buf[n++] = (char)c;
+        } else if (c < 0x20) {
+            n += (size_t)snprintf(buf + n, cap - n, "\\u%04x", c);
+        } else {
+            buf[n++] = (char)c;
+        }
+    }
+    if (n < cap)
+        buf[n++] = '"';
+    return n;
+}
+
+static void s_send_reply(s_ingest_t *in, zmq_msg_t *route, int nroute, const char *reply,
+                         size_t len)
+{
+    for (int i = 0; i < nroute; i++) {
+        zmq_msg_t copy;
+        zmq_msg_init(&copy);
+        zmq_msg_copy(&copy, &route[i]);
+        if (zmq_msg_send(&copy, in->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&copy);
+            atomic_fetch_add(&sc__stats.unreachable_peers, 1);
+            return; /* the sender has gone: ROUTER_MANDATORY tells us, nothing else to do */
+        }
+    }
+    if (zmq_send(in->router, reply, len, ZMQ_DONTWAIT) < 0)
+        atomic_fetch_add(&sc__stats.unreachable_peers, 1);
+}
+
+static void s_reply_error(s_ingest_t *in, zmq_msg_t *route, int nroute, int code,
+                          const char *detail, const char *id)
+{
+    atomic_fetch_add(&sc__stats.refused[code], 1);
+    json_t *r = json_pack("{s:b, s:s, s:s, s:s*}", "ok", 0, "error", sc__error_code(code),
+                          "detail", detail, "id", id);
+    char *s = r ? json_dumps(r, JSON_COMPACT) : NULL;
+    if (s)
+        s_send_reply(in, route, nroute, s, strlen(s));
+    free(s);
+    json_decref(r);
+}
+
+static void s_reply_item(s_ingest_t *in, s_item_t *it)
+{
+    if (it->result != SC__OK) {
+        s_reply_error(in, it->route, it->nroute, it->result,
+                      "database: the journal is not reachable; resend later", it->env.id);
+        return;
+    }
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "{\"ok\":true,\"event\":%lld,\"duplicate\":%s",
+                     (long long)it->je.event, it->je.duplicate ? "true" : "false");
+    if (it->env.id) {
+        memcpy(buf + n, ",\"id\":", 6);
+        n += 6;
+        n += (int)s_json_str(buf + n, sizeof buf - (size_t)n - 2, it->env.id);
+    }
+    buf[n++] = '}';
+    atomic_fetch_add(&sc__stats.acked, 1);
+    if (it->je.duplicate)
+        atomic_fetch_add(&sc__stats.duplicates, 1);
+    s_send_reply(in, it->route, it->nroute, buf, (size_t)n);
+}
+
+static void s_flush_chunk(s_ingest_t *in)
+{
+    if (!in->chunk || in->chunk->n == 0)
+        return;
+    in->inflight += in->chunk->n;
+    zmq_send(in->writer, &in->chunk, sizeof in->chunk, 0);
+    in->chunk = NULL;
+}
+
+/* Reads one message from the ROUTER; replies at once to what cannot be journaled. */
+static void s_take(s_ingest_t *in)
+{
+    if (!in->chunk && !(in->chunk = s_chunk_new(in->chunk_max)))
+        return;
+    s_item_t *it = &in->chunk->items[in->chunk->n];
+    memset(it, 0, sizeof *it);
+    zmq_msg_t frames[S_MAX_ROUTE + 1];
+    int nframes = 0;
+    bool more = true, too_many = false;
+    while (more) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, in->router, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            break;
+        }
+        more = zmq_msg_more(&m);
+        if (nframes < S_MAX_ROUTE + 1) {
+            frames[nframes++] = m;
+        } else {
+            too_many = true;
+            zmq_msg_close(&m);
+        }
+    }
+    if (nframes < 2 || too_many) { /* not a routed single-frame request: drop it */
+        for (int i = 0; i < nframes; i++)
+            zmq_msg_close(&frames[i]);
+        return;
+    }
+    atomic_fetch_add(&sc__stats.received, 1);
+    it->nroute = nframes - 1;
+    memcpy(it->route, frames, sizeof(zmq_msg_t) * (size_t)it->nroute);
+    it->body = frames[nframes - 1];
+
+    char detail[512];
+    sc_time_t now = sc__clock_now();
+    int code = sc__envelope_parse(in->d->reg, &in->d->limits, zmq_msg_data(&it->body),
+                                  zmq_msg_size(&it->body), now, &it->env, detail, sizeof detail);
+    if (code == SC__OK && !atomic_load(&sc__stats.db_up)) {
+        code = SC__E_UNAVAILABLE;
+        snprintf(detail, sizeof detail, "database: the journal is not reachable; resend later");
+    }
+    if (code == SC__OK) {
+        it->env.data_text = json_dumps(it->env.ev.data, JSON_COMPACT);
+        if (!it->env.data_text) {
+            code = SC__E_INVALID;
+            snprintf(detail, sizeof detail, "data: could not be serialised");
+        }
+    }
+    if (code != SC__OK) {
+        s_reply_error(in, it->route, it->nroute, code, detail, it->env.id);
+        s_item_clear(it);
+        return;
+    }
+    const sc_event_t *ev = &it->env.ev;
+    it->je = (sc__jentry_t){
+        .type = ev->type,
+        .school = ev->school,
+        .district = ev->district,
+        .source = ev->source,
+        .source_id = ev->source_id,
+        .actor = ev->actor,
+        .occurred_at = ev->occurred_at,
+        .received_at = ev->received_at,
+        .data = it->env.data_text,
+        .data_len = strlen(it->env.data_text),
+    };
+    if (++in->chunk->n == in->chunk->cap)
+        s_flush_chunk(in);
+}
+
+/* The writer answered a batch: ack each sender, then hand the batch to the publisher. */
+static void s_answered(s_ingest_t *in)
+{
+    s_chunk_t *batch = NULL;
+    if (zmq_recv(in->writer, &batch, sizeof batch, 0) != sizeof batch || !batch)
+        return;
+    bool journaled = batch->items[0].result == SC__OK;
+    for (s_chunk_t *c = batch; c; c = c->next) {
+        for (size_t i = 0; i < c->n; i++)
+            s_reply_item(in, &c->items[i]);
+        in->inflight -= c->n;
+    }
+    if (journaled && zmq_send(in->publish, "B", 1, ZMQ_SNDMORE) == 1 &&
+        zmq_send(in->publish, &batch, sizeof batch, 0) == sizeof batch)
+        return; /* the publisher frees it */
+    sc__ingest_free_batch(batch);
+}
+
+static int s_bind_router(s_ingest_t *in, char *err, size_t errlen)
+{
+    const json_t *core = in->d->cfg->core;
+    const char *endpoint = sc__cfg_str(core, "ingest", "endpoint");
+    int one = 1, zero = 0;
+    int64_t maxmsg = (int64_t)in->d->limits.max_bytes * 4 + 65536;
+    in->router = zmq_socket(in->d->zctx, ZMQ_ROUTER);
+    /* Acks are never dropped: no send limit, and a gone peer is an error, not silence. */
+    zmq_setsockopt(in->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+    zmq_setsockopt(in->router, ZMQ_SNDHWM, &zero, sizeof zero);
+    /* Frames far past the limit cost the sender its connection instead of our memory. */
+    zmq_setsockopt(in->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    int linger = 2000;
+    zmq_setsockopt(in->router, ZMQ_LINGER, &linger, sizeof linger);
+    if (sc__security_setup(in->d, in->router, err, errlen) < 0)
+        return -EINVAL;
+    if (zmq_bind(in->router, endpoint) < 0) {
+        snprintf(err, errlen, "ingest.endpoint: could not bind \"%s\": %s", endpoint,
+                 zmq_strerror(zmq_errno()));
+        return -EADDRINUSE;
+    }
+    return 0;
+}
+
+static void *s_ingest_main(void *arg)
+{
+    struct sc__ingest *self = arg;
+    s_ingest_t in = {.self = self, .d = self->d};
+    const json_t *core = in.d->cfg->core;
+    in.queue_max = (size_t)sc__cfg_int(core, "ingest", "queue_max");
+    in.chunk_max = (size_t)sc__cfg_int(core, "ingest", "batch_max");
+    if (in.chunk_max > 1024)
+        in.chunk_max = 1024;
+    in.control = zmq_socket(in.d->zctx, ZMQ_PAIR);
+    zmq_connect(in.control, S_CONTROL_PIPE);
+    in.writer = zmq_socket(in.d->zctx, ZMQ_PAIR);
+    zmq_bind(in.writer, S_WRITER_PIPE);
+    in.publish = sc__publish_socket(in.d);
+
+    self->start_rc = s_bind_router(&in, self->err, sizeof self->err);
+    zmq_send(in.control, "READY", 5, 0);
+    if (self->start_rc < 0)
+        goto out;
+    pthread_create(&self->writer_thread, NULL, s_writer_main, in.d);
+
+    bool stopping = false;
+    for (;;) {
+        zmq_pollitem_t pi[3] = {
+            {in.control, 0, ZMQ_POLLIN, 0},
+            {in.writer, 0, ZMQ_POLLIN, 0},
+            {in.router, 0, ZMQ_POLLIN, 0},
+        };
+        /* Intake pauses while the journal is behind: ZeroMQ's queues then push back. */
+        int n = !stopping && in.inflight < in.queue_max ? 3 : 2;
+        if (zmq_poll(pi, n, -1) < 0) {
+            if (zmq_errno() == ETERM)
+                break;
+            continue;
+        }
+        if (pi[0].revents & ZMQ_POLLIN) {
+            char cmd[16];
+            zmq_recv(in.control, cmd, sizeof cmd, 0);
+            stopping = true;
+            s_flush_chunk(&in);
+        }
+        if (pi[1].revents & ZMQ_POLLIN)
+            s_answered(&in);
+        if (n == 3 && (pi[2].revents & ZMQ_POLLIN)) {
+            /* Take what is there, up to one chunk, then hand it to the writer at once:
+             * whatever arrives while it commits becomes the next batch. */
+            for (size_t i = 0; i < in.chunk_max; i++) {
+                int ev = 0;
+                size_t sz = sizeof ev;
+                zmq_getsockopt(in.router, ZMQ_EVENTS, &ev, &sz);
+                if (!(ev & ZMQ_POLLIN))
+                    break;
+                s_take(&in);
+            }
+            s_flush_chunk(&in);
+        }
+        if (stopping && in.inflight == 0)
+            break;
+    }
+    s_chunk_t *stop = NULL;
+    zmq_send(in.writer, &stop, sizeof stop, 0);
+    pthread_join(self->writer_thread, NULL);
+out:
+    if (in.chunk)
+        free(in.chunk);
+    zmq_close(in.router);
+    zmq_close(in.writer);
+    zmq_close(in.publish);
+    zmq_send(in.control, "DONE", 4, 0);
+    zmq_close(in.control);
+    return NULL;
+}
+
+int sc__ingest_start(sc__daemon_t *d, char *err, size_t errlen)
+{
+    struct sc__ingest *self = calloc(1, sizeof *self);
+    self->d = d;
+    self->control = zmq_socket(d->zctx, ZMQ_PAIR);
+    zmq_bind(self->control, S_CONTROL_PIPE);
+    d->limits.max_bytes = (size_t)sc__cfg_int(d->cfg->core, "ingest", "max_bytes");
+    d->limits.max_depth = (int)sc__cfg_int(d->cfg->core, "ingest", "max_depth");
+    pthread_create(&self->ingest_thread, NULL, s_ingest_main, self);
+    char ready[16];
+    zmq_recv(self->control, ready, sizeof ready, 0);
+    if (self->start_rc < 0) {
+        snprintf(err, errlen, "%s", self->err);
+        pthread_join(self->ingest_thread, NULL);
+        zmq_close(self->control);
+        free(self);
+        return -EINVAL;
+    }
+    d->ingest = self;
+    return 0;
+}
+
+void sc__ingest_stop(sc__daemon_t *d)
+{
+    struct sc__ingest *self = d->ingest;
+    if (!self)
+        return;
+    zmq_send(self->control, "$TERM", 5, 0);
+    char done[16];
+    zmq_recv(self->control, done, sizeof done, 0);
+    pthread_join(self->ingest_thread, NULL);
+    zmq_close(self->control);
+    free(self);
+    d->ingest = NULL;
+}

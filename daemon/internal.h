@@ -1,0 +1,250 @@
+/* safecampusd internals shared between the daemon's modules (not part of the plugin contract). */
+#ifndef SC_DAEMON_INTERNAL_H
+#define SC_DAEMON_INTERNAL_H
+
+#include <safecampus/plugin.h>
+#include <safecampus/util.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+/* ---- log.c ---- */
+extern int sc__log_level;
+void sc__log_init(void);
+void sc__vlog(int level, const char *component, const char *fmt, va_list ap);
+__attribute__((format(printf, 3, 4))) void sc__log(int level, const char *component,
+                                                   const char *fmt, ...);
+#define SC__LOG(level, comp, ...)                                                                  \
+    do {                                                                                           \
+        if ((level) <= sc__log_level)                                                              \
+            sc__log((level), (comp), __VA_ARGS__);                                                 \
+    } while (0)
+/* Parses "err", "warning", "notice", "info", "debug"; -1 if none. */
+int sc__log_level_parse(const char *s);
+
+/* ---- pconfig.c ---- */
+/*
+ * Checks a plugin's config section (`given`, an object; may be empty) against
+ * its key table and returns in *out a new object holding every key, defaults
+ * filled and durations in seconds. On a refusal writes "section.key: rule".
+ */
+int sc__pconfig_fill(const struct sc_config_key *keys, const char *section, const json_t *given,
+                     json_t **out, char *err, size_t errlen);
+
+/* ---- config.c ---- */
+typedef struct sc__config {
+    char *path;
+    json_t *doc;  /* the whole file as JSON */
+    json_t *core; /* the core's keys, checked, defaults filled: {"timezone", "ingest":{…}, …} */
+} sc__config_t;
+
+/* Reads and checks a config file. On failure writes "file:line: text" or "group.key: rule". */
+int sc__config_load(const char *path, sc__config_t **out, char *err, size_t errlen);
+void sc__config_free(sc__config_t **cfg);
+bool sc__config_is_core_group(const char *name);
+/* A plugin's section as given in the file (borrowed), or NULL. */
+const json_t *sc__config_section(const sc__config_t *cfg, const char *name);
+const char *sc__cfg_str(const json_t *core, const char *group, const char *key);
+json_int_t sc__cfg_int(const json_t *core, const char *group, const char *key);
+bool sc__cfg_bool(const json_t *core, const char *group, const char *key);
+
+/* ---- plugins.c ---- */
+typedef struct sc__slot {
+    const struct sc_plugin *p;
+    void *dl;
+    char *path;
+    bool optional;
+    json_t *config; /* the plugin's section, checked, defaults filled */
+} sc__slot_t;
+
+#define SC__NO_OWNER (-1) /* only declared as emitted: refused from senders */
+#define SC__CORE (-2)     /* the core's directory types */
+
+typedef struct sc__type {
+    const char *name;
+    int owner; /* index of the owning slot, SC__CORE or SC__NO_OWNER */
+    unsigned flags;
+    sc_validate_fn validate;
+} sc__type_t;
+
+typedef struct sc__registry {
+    sc__slot_t *slots;
+    size_t nslots;
+    sc__type_t *types; /* sorted by name */
+    size_t ntypes;
+} sc__registry_t;
+
+/* Opens one plugin and checks its ABI, size and name (expect_name may be NULL). */
+int sc__plugin_open(const char *path, const char *expect_name, sc__slot_t *slot, char *err,
+                    size_t errlen);
+/* Loads the plugins config asks for, checks their sections, builds the type table. */
+int sc__registry_load(const sc__config_t *cfg, sc__registry_t **out, char *err, size_t errlen);
+void sc__registry_free(sc__registry_t **reg);
+/* The entry for a type, or NULL when nobody declares it. Thread-safe (read-only). */
+const sc__type_t *sc__registry_type(const sc__registry_t *reg, const char *name);
+int sc__registry_slot(const sc__registry_t *reg, const char *name);
+bool sc__plugin_declares(const struct sc_plugin *p, const char *type);
+
+/* ---- envelope.c ---- */
+/* Reply error codes of the wire contract. */
+enum {
+    SC__OK = 0,
+    SC__E_MALFORMED,
+    SC__E_TOO_LARGE,
+    SC__E_INVALID,
+    SC__E_UNKNOWN_TYPE,
+    SC__E_FORBIDDEN,
+    SC__E_UNAVAILABLE,
+    SC__E_COUNT
+};
+const char *sc__error_code(int e);
+
+typedef struct sc__limits {
+    size_t max_bytes;
+    int max_depth;
+} sc__limits_t;
+
+typedef struct sc__envelope {
+    json_t *doc;             /* the parsed frame */
+    sc_event_t ev;           /* borrows from doc */
+    const sc__type_t *type;  /* the registry's entry */
+    const char *id;          /* the sender's id, to echo (borrowed from doc), or NULL */
+    bool has_occurred;       /* occurred_at was given */
+    char *data_text;         /* data as compact JSON, once serialised */
+} sc__envelope_t;
+
+/*
+ * Checks one frame against the envelope rules and the owning plugin's
+ * validator. Returns SC__OK, or an error code with detail naming the field and
+ * the rule. env->id is set whenever the id could be read, even on error.
+ * The caller sc__envelope_clear()s env in every case. Thread-safe.
+ */
+int sc__envelope_parse(const sc__registry_t *reg, const sc__limits_t *lim, const char *buf,
+                       size_t len, sc_time_t now, sc__envelope_t *env, char *detail, size_t dlen);
+void sc__envelope_clear(sc__envelope_t *env);
+
+/* ---- journal.c ---- */
+typedef struct sc__jentry {
+    const char *type, *school, *district, *source, *source_id, *actor;
+    sc_time_t occurred_at, received_at;
+    const char *data; /* compact JSON of the data object */
+    size_t data_len;
+    int64_t event;  /* out: the journal number (the original one for a duplicate) */
+    bool duplicate; /* out */
+} sc__jentry_t;
+
+/*
+ * Journals n events in one statement (its own transaction in autocommit, or
+ * part of the caller's). Fills each entry's event and duplicate. Returns 0,
+ * -EAGAIN when the database is unreachable, or -EIO, with err written.
+ */
+int sc__journal_append(PGconn *conn, sc__jentry_t *entries, size_t n, char *err, size_t errlen);
+/* The published form of a journaled entry (new string, caller frees) or NULL. */
+char *sc__journal_envelope(const sc__jentry_t *e);
+
+/* ---- clock.c ---- */
+void sc__clock_init(bool manual, sc_time_t start);
+bool sc__clock_manual(void);
+sc_time_t sc__clock_now(void);
+void sc__clock_set(sc_time_t t);
+/* Monotonic milliseconds, for back-off and timeouts (never the manual clock). */
+int64_t sc__mono_ms(void);
+
+/* ---- stats (ingest.c) ---- */
+typedef struct sc__stats {
+    atomic_uint_fast64_t received, acked, duplicates, batches, batched_events, unreachable_peers;
+    atomic_uint_fast64_t refused[SC__E_COUNT];
+    atomic_int_fast64_t head; /* highest journal number committed by this daemon */
+    atomic_bool db_up;
+} sc__stats_t;
+extern sc__stats_t sc__stats;
+void sc__stats_head(int64_t id);
+
+/* ---- db.c ---- */
+/* A session set up for the daemon (UTC, ISO dates, quiet notices). NULL with err on failure. */
+PGconn *sc__db_connect(const char *conninfo, const char *who, char *err, size_t errlen);
+/* Runs a statement without parameters; 0, -EAGAIN or -EIO. */
+int sc__db_exec(PGconn *conn, const char *sql);
+/* Doubling back-off between min and max. */
+int64_t sc__backoff_next(int64_t current_ms, int64_t min_ms, int64_t max_ms);
+
+/* ---- the daemon ---- */
+struct sc__runner;
+struct sc__ingest;
+
+typedef struct sc__daemon {
+    sc__config_t *cfg;
+    sc__registry_t *reg;
+    void *zctx;
+    const char *conninfo;
+    const char *timezone;
+    sc__limits_t limits;
+    struct sc__ingest *ingest;
+    pthread_t publisher;
+    struct sc__runner **runners;
+    size_t nrunners;
+    sc_time_t started_at;
+} sc__daemon_t;
+
+/* inproc endpoints between the daemon's threads */
+#define SC__PUBLISH_PIPE "inproc://sc-publish"
+
+/* ---- ingest.c: the ROUTER thread and the journal writer thread ---- */
+int sc__ingest_start(sc__daemon_t *d, char *err, size_t errlen);
+/* Stops intake, waits for the batch in flight to be journaled and acked, joins both threads. */
+void sc__ingest_stop(sc__daemon_t *d);
+
+/* ---- publish.c ---- */
+/* Binds the PUB socket and starts the publisher thread. */
+int sc__publish_start(sc__daemon_t *d, char *err, size_t errlen);
+void sc__publish_stop(sc__daemon_t *d);
+/* A PUSH socket into the publisher, for the calling thread only. */
+void *sc__publish_socket(sc__daemon_t *d);
+/* Sends one journaled event to be published ([type][envelope]); takes ownership of json. */
+void sc__publish_event(void *sock, const char *type, char *json);
+
+/* ---- runner.c: one thread per plugin ---- */
+int sc__runners_start(sc__daemon_t *d, char *err, size_t errlen);
+void sc__runners_stop(sc__daemon_t *d);
+/* Wakes every plugin thread: new events are in the journal. Any thread. */
+void sc__runners_wake(sc__daemon_t *d);
+/* Control requests, from the main thread only. Replies are new references. */
+json_t *sc__runners_list(sc__daemon_t *d);
+json_t *sc__runner_query(sc__daemon_t *d, const char *plugin, const json_t *req);
+/* Manual clock: moves time to `to`, ticking every plugin at every instant due on the way. */
+int sc__runners_advance(sc__daemon_t *d, sc_time_t to, char *err, size_t errlen);
+/* Hands each plugin its new config section (SIGHUP). */
+void sc__runners_reload(sc__daemon_t *d, sc__registry_t *fresh);
+
+/* ---- security.c ---- */
+/* Applies ingest's authentication settings to the ROUTER before it binds. */
+int sc__security_setup(sc__daemon_t *d, void *router, char *err, size_t errlen);
+json_t *sc__security_control(sc__daemon_t *d, const char *cmd, const json_t *req);
+
+/* ---- control.c / main.c ---- */
+json_t *sc__control_handle(sc__daemon_t *d, const json_t *req);
+/* Records the manual clock's time so a restart resumes there. */
+void sc__main_clock_saved(sc__daemon_t *d);
+
+/* ---- directory.c ---- */
+size_t sc__directory_ntypes(void);
+const struct sc_type *sc__directory_type(size_t i);
+/* Look-ups behind the host table, through the caller's connection. New references or NULL. */
+json_t *sc__directory_people(PGconn *conn, const char *school, const char *district,
+                             const char *role);
+json_t *sc__directory_school(PGconn *conn, const char *school, const char *default_tz);
+json_t *sc__directory_person(PGconn *conn, const char *person);
+json_t *sc__directory_class(PGconn *conn, const char *school, const char *klass);
+json_t *sc__directory_district_schools(PGconn *conn, const char *district, const char *default_tz);
+
+/* ---- migrate.c ---- */
+/* Takes (lock=true, also creating core.migrations) or releases the migration lock. */
+int sc__migrate_lock(PGconn *conn, bool lock, char *err, size_t errlen);
+/* Applies the pending migrations of one component in order; refuses a changed one. */
+int sc__migrate(PGconn *conn, const char *component, const struct sc_migration *migrations,
+                char *err, size_t errlen);
+extern const struct sc_migration sc__core_migrations[];
+
+#endif
