@@ -205,6 +205,9 @@ static void *s_writer_main(void *arg)
     w.pipe = zmq_socket(w.d->zctx, ZMQ_PAIR);
     zmq_connect(w.pipe, S_WRITER_PIPE);
     s_writer_connect(&w);
+    /* Tell the ROUTER thread the first connection attempt is over: only then does it bind. */
+    s_chunk_t *hello = NULL;
+    zmq_send(w.pipe, &hello, sizeof hello, 0);
 
     for (;;) {
         zmq_pollitem_t pi = {w.pipe, 0, ZMQ_POLLIN, 0};
@@ -240,8 +243,10 @@ static void *s_writer_main(void *arg)
         }
         if (batch) {
             s_writer_commit(&w, batch, total);
+            /* Once sent, the batch is the ROUTER thread's: read nothing from it after. */
+            bool journaled = batch->items[0].result == SC__OK;
             zmq_send(w.pipe, &batch, sizeof batch, 0);
-            if (batch->items[0].result == SC__OK)
+            if (journaled)
                 sc__runners_wake(w.d);
         }
         if (stop)
@@ -475,11 +480,13 @@ static void *s_ingest_main(void *arg)
     zmq_bind(in.writer, S_WRITER_PIPE);
     in.publish = sc__publish_socket(in.d);
 
+    pthread_create(&self->writer_thread, NULL, s_writer_main, in.d);
+    s_chunk_t *hello = NULL;
+    zmq_recv(in.writer, &hello, sizeof hello, 0);
     self->start_rc = s_bind_router(&in, self->err, sizeof self->err);
     zmq_send(in.control, "READY", 5, 0);
     if (self->start_rc < 0)
-        goto out;
-    pthread_create(&self->writer_thread, NULL, s_writer_main, in.d);
+        goto stop_writer;
 
     bool stopping = false;
     for (;;) {
@@ -519,10 +526,10 @@ static void *s_ingest_main(void *arg)
         if (stopping && in.inflight == 0)
             break;
     }
+stop_writer:;
     s_chunk_t *stop = NULL;
     zmq_send(in.writer, &stop, sizeof stop, 0);
     pthread_join(self->writer_thread, NULL);
-out:
     if (in.chunk)
         free(in.chunk);
     zmq_close(in.router);

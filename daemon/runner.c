@@ -324,6 +324,7 @@ static void s_dead_letter(sc__runner_t *r, int64_t event, const char *error)
         r->attempts = 0;
         r->fail_event = 0;
         r->backoff_ms = 0;
+        r->more = true; /* what came after it is waiting */
         atomic_store(&r->state_code, S_RUNNING);
     } else if (rc < 0) {
         sc__db_exec(r->conn, "ROLLBACK");
