@@ -1,6 +1,7 @@
 /* The daemon's clock: the system's, or a manual one that only control requests move. */
 #include "internal.h"
 
+#include <stdio.h>
 #include <time.h>
 
 static bool s_manual;
@@ -30,4 +31,20 @@ int64_t sc__mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void sc__clock_save(sc__daemon_t *d)
+{
+    char now[SC_TIME_LEN], err[512];
+    const char *p[1] = {sc_time_format(sc__clock_now(), now)};
+    int rc;
+    if (!d->conn || PQstatus(d->conn) != CONNECTION_OK) {
+        PQfinish(d->conn);
+        d->conn = sc__db_connect(d->conninfo, "main", err, sizeof err);
+    }
+    if (d->conn)
+        PQclear(sc_pq_exec(d->conn,
+                           "INSERT INTO core.clock (id, now) VALUES (1, $1)"
+                           " ON CONFLICT (id) DO UPDATE SET now = EXCLUDED.now",
+                           1, p, &rc));
 }

@@ -73,7 +73,7 @@ static json_t *s_clock(sc__daemon_t *d, const char *cmd, const json_t *req)
     char err[256];
     if (sc__runners_advance(d, to, err, sizeof err) < 0)
         return s_error("timeout", "%s", err);
-    sc__main_clock_saved(d);
+    sc__clock_save(d);
     return s_now_reply();
 }
 

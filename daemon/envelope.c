@@ -96,7 +96,7 @@ int sc__envelope_parse(const sc__registry_t *reg, const sc__limits_t *lim, const
         return SC__E_TOO_LARGE;
     }
     json_error_t jerr;
-    env->doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+    env->doc = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (!env->doc) {
         if (json_error_code(&jerr) == json_error_invalid_utf8)
             snprintf(detail, dlen, "frame: invalid UTF-8 at byte %d", jerr.position);

@@ -59,7 +59,7 @@ typedef struct sc__slot {
     json_t *config; /* the plugin's section, checked, defaults filled */
 } sc__slot_t;
 
-#define SC__NO_OWNER (-1) /* only declared as emitted: refused from senders */
+#define SC__NO_OWNER (-1) /* nobody takes it from senders */
 #define SC__CORE (-2)     /* the core's directory types */
 
 typedef struct sc__type {
@@ -177,6 +177,7 @@ struct sc__ingest;
 typedef struct sc__daemon {
     sc__config_t *cfg;
     sc__registry_t *reg;
+    PGconn *conn; /* the main thread's: migrations, the manual clock */
     void *zctx;
     const char *conninfo;
     const char *timezone;
@@ -225,8 +226,8 @@ json_t *sc__security_control(sc__daemon_t *d, const char *cmd, const json_t *req
 
 /* ---- control.c / main.c ---- */
 json_t *sc__control_handle(sc__daemon_t *d, const json_t *req);
-/* Records the manual clock's time so a restart resumes there. */
-void sc__main_clock_saved(sc__daemon_t *d);
+/* Records the manual clock's time so a restart resumes there (clock.c). */
+void sc__clock_save(sc__daemon_t *d);
 
 /* ---- directory.c ---- */
 size_t sc__directory_ntypes(void);

@@ -17,8 +17,6 @@
 #define SC_SYSCONFDIR "/etc"
 #endif
 
-static PGconn *s_main_conn;
-
 /* sd_notify(3)'s protocol: one datagram to $NOTIFY_SOCKET. Quiet when not under systemd. */
 static void s_notify(const char *msg)
 {
@@ -86,7 +84,7 @@ static int s_migrate(PGconn *conn, const sc__registry_t *reg, bool apply)
 
 static sc_time_t s_manual_start(sc__daemon_t *d)
 {
-    PGresult *res = PQexec(s_main_conn, "SELECT now FROM core.clock WHERE id = 1");
+    PGresult *res = PQexec(d->conn, "SELECT now FROM core.clock WHERE id = 1");
     sc_time_t t = 0;
     if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
         t = sc_pq_time(res, 0, 0, 0);
@@ -98,24 +96,6 @@ static sc_time_t s_manual_start(sc__daemon_t *d)
         return t;
     sc__clock_init(false, 0);
     return sc__clock_now();
-}
-
-void sc__main_clock_saved(sc__daemon_t *d)
-{
-    char now[SC_TIME_LEN];
-    const char *p[1] = {sc_time_format(sc__clock_now(), now)};
-    int rc;
-    if (!s_main_conn || PQstatus(s_main_conn) != CONNECTION_OK) {
-        char err[512];
-        PQfinish(s_main_conn);
-        s_main_conn = sc__db_connect(d->conninfo, "main", err, sizeof err);
-    }
-    if (!s_main_conn)
-        return;
-    PQclear(sc_pq_exec(s_main_conn,
-                       "INSERT INTO core.clock (id, now) VALUES (1, $1)"
-                       " ON CONFLICT (id) DO UPDATE SET now = EXCLUDED.now",
-                       1, p, &rc));
 }
 
 /* An ipc:// endpoint's folder is created, and the socket kept to the daemon's user and group. */
@@ -264,17 +244,17 @@ int main(int argc, char **argv)
 
     int exit_code = 1;
     void *rep = NULL;
-    s_main_conn = s_connect_patiently(d.conninfo, sigfd);
-    if (!s_main_conn) {
+    d.conn = s_connect_patiently(d.conninfo, sigfd);
+    if (!d.conn) {
         exit_code = 0;
         goto out;
     }
-    if (s_migrate(s_main_conn, d.reg, migrate) < 0)
+    if (s_migrate(d.conn, d.reg, migrate) < 0)
         goto out;
-    PGresult *res = PQexec(s_main_conn, "SELECT coalesce(max(id), 0) FROM core.events");
+    PGresult *res = PQexec(d.conn, "SELECT coalesce(max(id), 0) FROM core.events");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         sc__log(SC_LOG_ERR, "core", "the journal is not readable: %s%s",
-                PQerrorMessage(s_main_conn),
+                PQerrorMessage(d.conn),
                 migrate ? "" : " (started with --no-migrate: are migrations pending?)");
         PQclear(res);
         goto out;
@@ -373,7 +353,7 @@ out_zmq:
         zmq_close(rep);
     zmq_ctx_term(d.zctx);
 out:
-    PQfinish(s_main_conn);
+    PQfinish(d.conn);
     sc__registry_free(&d.reg);
     sc__config_free(&d.cfg);
     close(sigfd);

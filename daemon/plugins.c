@@ -71,7 +71,11 @@ const sc__type_t *sc__registry_type(const sc__registry_t *reg, const char *name)
     return bsearch(&key, reg->types, reg->ntypes, sizeof key, s_cmp_type);
 }
 
-/* Adds one declaration of a type; merges with an earlier one of the same name. */
+/*
+ * Adds one declaration of a type. A plugin that only emits a type (another
+ * plugin's, or one nobody else declares) holds it until a plugin declares it
+ * as its own; two owners of one type are refused.
+ */
 static int s_add_type(sc__registry_t *reg, size_t cap, const char *name, int plugin,
                       const struct sc_type *t, char *err, size_t errlen)
 {
@@ -80,27 +84,21 @@ static int s_add_type(sc__registry_t *reg, size_t cap, const char *name, int plu
         sc__type_t *e = &reg->types[i];
         if (strcmp(e->name, name) != 0)
             continue;
-        if (owns && e->owner != SC__NO_OWNER) {
+        if (!owns)
+            return 0;
+        if (e->owner == SC__CORE || (e->owner >= 0 && !(e->flags & SC_TYPE_EMITTED))) {
             snprintf(err, errlen, "type %s is owned by both %s and %s", name,
                      e->owner == SC__CORE ? "the core" : reg->slots[e->owner].p->name,
                      reg->slots[plugin].p->name);
             return -EINVAL;
         }
-        if (owns) {
-            e->owner = plugin;
-            e->flags = t->flags;
-            e->validate = t->validate;
-        }
+        *e = (sc__type_t){.name = name, .owner = plugin, .flags = t->flags, .validate = t->validate};
         return 0;
     }
     if (reg->ntypes == cap)
         return -ENOMEM;
-    reg->types[reg->ntypes++] = (sc__type_t){
-        .name = name,
-        .owner = owns ? plugin : SC__NO_OWNER,
-        .flags = owns ? t->flags : 0,
-        .validate = owns ? t->validate : NULL,
-    };
+    reg->types[reg->ntypes++] =
+        (sc__type_t){.name = name, .owner = plugin, .flags = t->flags, .validate = t->validate};
     return 0;
 }
 
