@@ -121,6 +121,10 @@ $(B)/tests/plugins/%.so: $(B)/obj/tests/plugins/%.o $(B)/libsccommon.a
 	$(CC) $(BASE_LDFLAGS) -shared -Wl,--exclude-libs,ALL -o $@ $^ $(PKG_LIBS)
 $(TEST_PLUGINS_SRC:%.c=$(B)/obj/%.o): EXTRA_CFLAGS := -fvisibility=hidden
 
+# bench/bench.mk and tests/fuzz/fuzz.mk add the load generator and the fuzz targets.
+-include bench/bench.mk
+-include tests/fuzz/fuzz.mk
+
 test: all $(UNIT_BIN) $(TEST_PLUGINS_SO)
 	@scripts/run-tests $(TESTS)
 
