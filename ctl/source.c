@@ -38,10 +38,13 @@ int sc__ctl_source(int argc, char **argv)
     json_decref(req);
     if (!reply)
         return 3;
-    char *text = json_dumps(reply, JSON_COMPACT);
+    int rc = json_is_true(json_object_get(reply, "ok")) ? 0 : 1;
+    /* The secret is shown this once; the reply is printed as the one record to keep. */
+    if (strcmp(argv[1], "add") == 0 && rc == 0)
+        json_object_del(reply, "ok");
+    char *text = json_dumps(reply, JSON_COMPACT | JSON_PRESERVE_ORDER);
     puts(text);
     free(text);
-    int rc = json_is_true(json_object_get(reply, "ok")) ? 0 : 1;
     json_decref(reply);
     return rc;
 }

@@ -34,6 +34,9 @@ static const struct sc_config_key s_ingest_keys[] = {
 static const struct sc_config_key s_publish_keys[] = {
     {"endpoint", SC_CFG_STRING, "\"tcp://127.0.0.1:7601\"", "PUB socket for journaled events"},
     {"hwm", SC_CFG_INT, "100000", "messages queued per subscriber before it misses some"},
+    {"curve", SC_CFG_BOOL, "false", "require CURVE-authenticated subscribers"},
+    {"secret_key_file", SC_CFG_STRING, "null", "the publisher's Z85 secret key (default: ingest's)"},
+    {"subscribers", SC_CFG_LIST, "[]", "Z85 public keys of the subscribers allowed in"},
     {NULL, 0, NULL, NULL},
 };
 

@@ -43,12 +43,17 @@ static json_t *s_stats(void)
     for (int e = SC__E_MALFORMED; e < SC__E_COUNT; e++)
         json_object_set_new(refused, sc__error_code(e),
                             json_integer((json_int_t)atomic_load(&sc__stats.refused[e])));
+    json_t *forbidden = json_object();
+    for (int r = 0; r < SC__FORBID_COUNT; r++)
+        json_object_set_new(forbidden, sc__forbid_reason(r),
+                            json_integer((json_int_t)atomic_load(&sc__forbidden_by[r])));
     uint64_t batches = atomic_load(&sc__stats.batches);
     uint64_t events = atomic_load(&sc__stats.batched_events);
-    return json_pack("{s:b, s:I, s:I, s:I, s:o, s:I, s:f, s:I, s:I}", "ok", 1, "received",
+    return json_pack("{s:b, s:I, s:I, s:I, s:o, s:o, s:I, s:f, s:I, s:I}", "ok", 1, "received",
                      (json_int_t)atomic_load(&sc__stats.received), "acked",
                      (json_int_t)atomic_load(&sc__stats.acked), "duplicates",
                      (json_int_t)atomic_load(&sc__stats.duplicates), "refused", refused,
+                     "forbidden_by", forbidden,
                      "batches", (json_int_t)batches, "avg_batch",
                      batches ? (double)events / (double)batches : 0.0, "journal_head",
                      (json_int_t)atomic_load(&sc__stats.head), "unreachable_peers",

@@ -84,6 +84,13 @@ void sc__envelope_clear(sc__envelope_t *env)
 int sc__envelope_parse(const sc__registry_t *reg, const sc__limits_t *lim, const char *buf,
                        size_t len, sc_time_t now, sc__envelope_t *env, char *detail, size_t dlen)
 {
+    return sc__envelope_parse_as(reg, lim, buf, len, now, NULL, env, detail, dlen);
+}
+
+int sc__envelope_parse_as(const sc__registry_t *reg, const sc__limits_t *lim, const char *buf,
+                          size_t len, sc_time_t now, const char *source, sc__envelope_t *env,
+                          char *detail, size_t dlen)
+{
     memset(env, 0, sizeof *env);
     detail[0] = '\0';
     if (len > lim->max_bytes) {
@@ -116,6 +123,10 @@ int sc__envelope_parse(const sc__registry_t *reg, const sc__limits_t *lim, const
                                         "actor", "occurred_at", "data",     NULL};
     json_t *doc = env->doc;
     int rc;
+    if (source && !json_object_get(doc, "source")) {
+        json_object_set_new(doc, "source", json_string(source));
+        env->source_filled = true;
+    }
     if (sc_check_known(doc, "", known, detail, dlen) < 0)
         return SC__E_INVALID;
     if (sc_check_string(doc, "", "type", true, 64, detail, dlen) < 0)
@@ -144,6 +155,7 @@ int sc__envelope_parse(const sc__registry_t *reg, const sc__limits_t *lim, const
         return SC__E_UNKNOWN_TYPE;
     }
     if (env->type->owner == SC__NO_OWNER || (env->type->flags & SC_TYPE_EMITTED)) {
+        atomic_fetch_add(&sc__forbidden_by[SC__FORBID_PLUGIN_ONLY], 1);
         snprintf(detail, dlen, "type: %s is raised by the daemon's plugins, not accepted from senders",
                  type);
         return SC__E_FORBIDDEN;

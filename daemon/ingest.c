@@ -84,7 +84,7 @@ void sc__ingest_free_batch(void *batch)
  */
 void sc__ingest_publish_batch(void *pub, void *batch)
 {
-    char head[128];
+    char head[256];
     for (s_chunk_t *c = batch; c; c = c->next) {
         for (size_t i = 0; i < c->n; i++) {
             s_item_t *it = &c->items[i];
@@ -96,6 +96,9 @@ void sc__ingest_publish_batch(void *pub, void *batch)
             if (!brace)
                 continue;
             int n = snprintf(head, sizeof head, "{\"event\":%lld,", (long long)it->je.event);
+            if (it->env.source_filled)
+                n += snprintf(head + n, sizeof head - (size_t)n, "\"source\":\"%s\",",
+                              it->je.source);
             if (!it->env.has_occurred) {
                 char when[SC_TIME_LEN];
                 n += snprintf(head + n, sizeof head - (size_t)n, "\"occurred_at\":\"%s\",",
@@ -189,6 +192,8 @@ static void s_writer_commit(s_writer_t *w, s_chunk_t *batch, size_t total)
             it->result = SC__OK;
             if (!it->je.duplicate && it->je.event > head)
                 head = it->je.event;
+            if (!it->je.duplicate && strcmp(it->je.type, "directory.school.upserted") == 0)
+                sc__security_school(it->je.school, sc_json_str(it->env.ev.data, "district"));
         }
     }
     if (rc == 0) {
@@ -388,8 +393,17 @@ static void s_take(s_ingest_t *in)
 
     char detail[512];
     sc_time_t now = sc__clock_now();
-    int code = sc__envelope_parse(in->d->reg, &in->d->limits, zmq_msg_data(&it->body),
-                                  zmq_msg_size(&it->body), now, &it->env, detail, sizeof detail);
+    /* With CURVE, the ZAP handler named the connection after its source. */
+    const char *user = sc__security_curve() ? zmq_msg_gets(&it->body, "User-Id") : NULL;
+    int code = sc__envelope_parse_as(in->d->reg, &in->d->limits, zmq_msg_data(&it->body),
+                                     zmq_msg_size(&it->body), now, user, &it->env, detail,
+                                     sizeof detail);
+    if (code == SC__OK && sc__security_curve() &&
+        (!user || sc__security_check(user, &it->env.ev, detail, sizeof detail) < 0)) {
+        if (!user)
+            snprintf(detail, sizeof detail, "source: the connection is not authenticated");
+        code = SC__E_FORBIDDEN;
+    }
     if (code == SC__OK && !atomic_load(&sc__stats.db_up)) {
         code = SC__E_UNAVAILABLE;
         snprintf(detail, sizeof detail, "database: the journal is not reachable; resend later");

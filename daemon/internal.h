@@ -112,6 +112,7 @@ typedef struct sc__envelope {
     const sc__type_t *type;  /* the registry's entry */
     const char *id;          /* the sender's id, to echo (borrowed from doc), or NULL */
     bool has_occurred;       /* occurred_at was given */
+    bool source_filled;      /* source was taken from the authenticated connection */
     char *data_text;         /* data as compact JSON, once serialised */
 } sc__envelope_t;
 
@@ -123,6 +124,10 @@ typedef struct sc__envelope {
  */
 int sc__envelope_parse(const sc__registry_t *reg, const sc__limits_t *lim, const char *buf,
                        size_t len, sc_time_t now, sc__envelope_t *env, char *detail, size_t dlen);
+/* The same, for an authenticated connection: a missing source is filled with `source`. */
+int sc__envelope_parse_as(const sc__registry_t *reg, const sc__limits_t *lim, const char *buf,
+                          size_t len, sc_time_t now, const char *source, sc__envelope_t *env,
+                          char *detail, size_t dlen);
 void sc__envelope_clear(sc__envelope_t *env);
 
 /* ---- journal.c ---- */
@@ -220,8 +225,23 @@ int sc__runners_advance(sc__daemon_t *d, sc_time_t to, char *err, size_t errlen)
 void sc__runners_reload(sc__daemon_t *d, sc__registry_t *fresh);
 
 /* ---- security.c ---- */
+enum { SC__FORBID_SOURCE, SC__FORBID_REVOKED, SC__FORBID_GRANT, SC__FORBID_PLUGIN_ONLY,
+       SC__FORBID_COUNT };
+extern atomic_uint_fast64_t sc__forbidden_by[SC__FORBID_COUNT];
+const char *sc__forbid_reason(int r);
+/* Loads the sources and starts the ZAP handler when CURVE is on (main thread, before ingest). */
+int sc__security_start(sc__daemon_t *d, char *err, size_t errlen);
+/* Re-reads core.sources and the schools' districts (main thread). */
+int sc__security_reload(sc__daemon_t *d);
 /* Applies ingest's authentication settings to the ROUTER before it binds. */
 int sc__security_setup(sc__daemon_t *d, void *router, char *err, size_t errlen);
+/* The same for the PUB socket (publish.curve). */
+int sc__security_publish(sc__daemon_t *d, void *pub, char *err, size_t errlen);
+bool sc__security_curve(void);
+/* Checks an event against its connection's source and grants: 0, or -EPERM with detail. */
+int sc__security_check(const char *user, const sc_event_t *ev, char *detail, size_t dlen);
+/* The writer tells of a school journaled with its district (grants by district). */
+void sc__security_school(const char *school, const char *district);
 json_t *sc__security_control(sc__daemon_t *d, const char *cmd, const json_t *req);
 
 /* ---- control.c / main.c ---- */

@@ -271,6 +271,10 @@ int main(int argc, char **argv)
     }
 
     d.zctx = zmq_ctx_new();
+    if (sc__security_start(&d, err, sizeof err) < 0) {
+        sc__log(SC_LOG_ERR, "core", "%s", err);
+        goto out_zmq;
+    }
     if (sc__publish_start(&d, err, sizeof err) < 0) {
         sc__log(SC_LOG_ERR, "core", "%s", err);
         goto out_zmq;

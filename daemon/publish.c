@@ -51,7 +51,9 @@ static void *s_main(void *arg)
     zmq_setsockopt(self->pub, ZMQ_SNDHWM, &hwm, sizeof hwm);
     int linger = 0;
     zmq_setsockopt(self->pub, ZMQ_LINGER, &linger, sizeof linger);
-    if (zmq_bind(self->pub, endpoint) < 0) {
+    if (sc__security_publish(self->d, self->pub, self->err, sizeof self->err) < 0) {
+        self->rc = -EINVAL;
+    } else if (zmq_bind(self->pub, endpoint) < 0) {
         snprintf(self->err, sizeof self->err, "publish.endpoint: could not bind \"%s\": %s",
                  endpoint, zmq_strerror(zmq_errno()));
         self->rc = -EADDRINUSE;
