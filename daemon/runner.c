@@ -953,10 +953,16 @@ static int s_sync_all(sc__daemon_t *d, int64_t deadline_ms)
     return 0;
 }
 
-/* Ticks every runner at t; *next gets the earliest instant after t that any of them asked for. */
-static int s_tick_all(sc__daemon_t *d, sc_time_t t, sc_time_t *next, int64_t deadline_ms)
+/*
+ * Ticks every runner at t; *next gets the earliest instant after t that any of
+ * them asked for, *again whether one still has work due at t (it did a bounded
+ * share of it).
+ */
+static int s_tick_all(sc__daemon_t *d, sc_time_t t, sc_time_t *next, bool *again,
+                      int64_t deadline_ms)
 {
     *next = SC_TIME_NEVER;
+    *again = false;
     for (size_t i = 0; i < d->nrunners; i++) {
         sc__runner_t *r = d->runners[i];
         if (atomic_load(&r->state_code) == S_FAILED)
@@ -972,6 +978,8 @@ static int s_tick_all(sc__daemon_t *d, sc_time_t t, sc_time_t *next, int64_t dea
         zmq_msg_close(&reply);
         if (n > t && n < *next)
             *next = n;
+        if (n <= t && strcmp(st, "OK") == 0)
+            *again = true;
     }
     return 0;
 }
@@ -980,12 +988,13 @@ static int s_tick_all(sc__daemon_t *d, sc_time_t t, sc_time_t *next, int64_t dea
 static int s_settle(sc__daemon_t *d, sc_time_t t, sc_time_t *next, int64_t deadline_ms)
 {
     int rc = 0;
-    for (int round = 0; round < 10; round++) {
+    bool again = false;
+    for (int round = 0; round < 100; round++) {
         int64_t head = atomic_load(&sc__stats.head);
-        if ((rc = s_tick_all(d, t, next, deadline_ms)) < 0 ||
+        if ((rc = s_tick_all(d, t, next, &again, deadline_ms)) < 0 ||
             (rc = s_sync_all(d, deadline_ms)) < 0)
             return rc;
-        if (atomic_load(&sc__stats.head) == head)
+        if (atomic_load(&sc__stats.head) == head && !again)
             break;
     }
     return rc;

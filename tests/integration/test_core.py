@@ -269,8 +269,9 @@ def test_directory_is_kept_and_fills_districts():
 def test_migrations_once_and_changed_file_refused():
     with Daemon("migrate") as d:
         d.restart()
-        rows = d.sql("SELECT component, version FROM core.migrations ORDER BY component")
-        assert rows == [{"component": "core", "version": 1}, {"component": "probe", "version": 1}], rows
+        rows = d.sql("SELECT component, version FROM core.migrations ORDER BY component, version")
+        assert rows == [{"component": "core", "version": 1}, {"component": "core", "version": 2},
+                        {"component": "probe", "version": 1}], rows
         d.stop()
         d.sql("UPDATE core.migrations SET checksum = 'x' WHERE component = 'probe'")
         d.start(wait=False)
@@ -289,8 +290,9 @@ def test_two_daemons_starting_together_migrate_once():
             b.start(wait=False)
             a.wait_ready()
             b.wait_ready()
-            rows = a.sql("SELECT component, count(*) AS n FROM core.migrations GROUP BY component")
-            assert all(r["n"] == 1 for r in rows) and len(rows) == 2, rows
+            rows = a.sql("SELECT component, version, count(*) AS n FROM core.migrations"
+                         " GROUP BY component, version")
+            assert all(r["n"] == 1 for r in rows) and len(rows) == 3, rows
         finally:
             b.stop()
             import shutil
