@@ -27,6 +27,8 @@ $(B)/config.mk: scripts/install-deps Makefile
 	   echo "ICAL_LIBS := $$(pkg-config --libs libical)"; \
 	   echo "CURL_CFLAGS := $$(pkg-config --cflags libcurl)"; \
 	   echo "CURL_LIBS := $$(pkg-config --libs libcurl)"; \
+	   echo "CRYPTO_CFLAGS := $$(pkg-config --cflags libcrypto)"; \
+	   echo "CRYPTO_LIBS := $$(pkg-config --libs libcrypto)"; \
 	   echo "CMOCKA_LIBS := $$(pkg-config --libs cmocka)"; } > $@.tmp && mv $@.tmp $@
 
 ifeq ($(SAN),1)
