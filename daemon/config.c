@@ -14,7 +14,9 @@ static const struct sc_config_key s_top_keys[] = {
 
 static const struct sc_config_key s_database_keys[] = {
     {"conninfo", SC_CFG_STRING, "\"host=/run/postgresql dbname=safecampus\"",
-     "libpq connection string"},
+     "libpq connection string of the daemon's role"},
+    {"migrate_conninfo", SC_CFG_STRING, "null",
+     "connection of the schema owner that applies migrations (default: conninfo)"},
     {"reconnect_max", SC_CFG_DURATION, "30", "longest wait between reconnection attempts"},
     {NULL, 0, NULL, NULL},
 };

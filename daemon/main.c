@@ -75,6 +75,9 @@ static int s_migrate(PGconn *conn, const sc__registry_t *reg, bool apply)
     for (size_t i = 0; rc == 0 && apply && i < reg->nslots; i++)
         rc = sc__migrate(conn, reg->slots[i].p->name, reg->slots[i].p->migrations, err,
                          sizeof err);
+    if (rc == 0 && apply && (rc = sc__db_exec(conn, "SELECT core.apply_privileges()")) < 0)
+        snprintf(err, sizeof err, "could not grant the daemon's and reporting roles: %s",
+                 PQerrorMessage(conn));
     if (rc < 0)
         sc__log(SC_LOG_ERR, "core", "%s", err);
     char unlock_err[256];
@@ -244,12 +247,25 @@ int main(int argc, char **argv)
 
     int exit_code = 1;
     void *rep = NULL;
+    /* Migrations as the schema's owner; everything else as the daemon's own role. */
+    const char *owner = sc__cfg_str(d.cfg->core, "database", "migrate_conninfo");
+    if (owner && !conninfo) {
+        PGconn *oc = s_connect_patiently(owner, sigfd);
+        if (!oc) {
+            exit_code = 0;
+            goto out;
+        }
+        int mrc = s_migrate(oc, d.reg, migrate);
+        PQfinish(oc);
+        if (mrc < 0)
+            goto out;
+    }
     d.conn = s_connect_patiently(d.conninfo, sigfd);
     if (!d.conn) {
         exit_code = 0;
         goto out;
     }
-    if (s_migrate(d.conn, d.reg, migrate) < 0)
+    if ((!owner || conninfo) && s_migrate(d.conn, d.reg, migrate) < 0)
         goto out;
     PGresult *res = PQexec(d.conn, "SELECT coalesce(max(id), 0) FROM core.events");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
