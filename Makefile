@@ -11,7 +11,12 @@ DESTDIR ?=
 CC ?= cc
 CFLAGS ?= -O2 -g
 LDFLAGS ?=
+# Sanitizer builds live apart, so switching SAN never mixes objects.
+ifeq ($(SAN),1)
+B := build/san
+else
 B := build
+endif
 
 PKGS := libzmq libpq libconfig jansson
 
@@ -70,7 +75,7 @@ $(B)/gen/core_sql.c: $(CORE_SQL) $(B)/sqlembed
 
 $(B)/obj/gen/%.o: $(B)/gen/%.c | $(B)/config.mk
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) -fPIC -c $< -o $@
+	$(CC) $(BASE_CFLAGS) -fPIC $(EXTRA_CFLAGS) -c $< -o $@
 
 $(B)/safecampusd: $(DAEMON_OBJ) $(B)/libsccommon.a
 	$(CC) $(BASE_LDFLAGS) -rdynamic -o $@ $^ $(PKG_LIBS) -ldl -lpthread
@@ -93,6 +98,7 @@ $(1)_SRC := $$(wildcard plugins/$(1)/*.c)
 $(1)_SQL := $$(sort $$(wildcard plugins/$(1)/sql/*.sql))
 $(1)_OBJ := $$($(1)_SRC:%.c=$(B)/obj/%.o) $(B)/obj/gen/$(1)_sql.o
 $$($(1)_SRC:%.c=$(B)/obj/%.o): EXTRA_CFLAGS := -fvisibility=hidden $$($(1)_CFLAGS)
+$(B)/obj/gen/$(1)_sql.o: EXTRA_CFLAGS := -fvisibility=hidden
 $(B)/gen/$(1)_sql.c: $$($(1)_SQL) $(B)/sqlembed
 	@mkdir -p $$(dir $$@)
 	$(B)/sqlembed $(1)_migrations $$@ $$($(1)_SQL)
@@ -128,7 +134,7 @@ $(TEST_PLUGINS_SRC:%.c=$(B)/obj/%.o): EXTRA_CFLAGS := -fvisibility=hidden
 -include tests/fuzz/fuzz.mk
 
 test: all $(UNIT_BIN) $(TEST_PLUGINS_SO)
-	@scripts/run-tests $(TESTS)
+	@SC_BUILD=$(CURDIR)/$(B) scripts/run-tests $(TESTS)
 
 run: all
 	@scripts/run-dev
