@@ -411,5 +411,35 @@ def test_safecampusctl_speaks_for_the_daemon():
         assert json.loads(line)["id"] == "tailed", line
 
 
+def test_systemd_notify_ready_watchdog_reloading_stopping():
+    import socket as pysocket
+    path = "/tmp/sc-notify-%d.sock" % os.getpid()
+    sock = pysocket.socket(pysocket.AF_UNIX, pysocket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10)
+    os.environ["NOTIFY_SOCKET"], os.environ["WATCHDOG_USEC"] = path, "200000"
+    try:
+        with Daemon("notify-socket") as d:
+            seen = []
+            while not any("WATCHDOG=1" in m for m in seen):
+                seen.append(sock.recv(4096).decode())
+            assert seen[0].startswith("READY=1"), seen
+            d.proc.send_signal(signal.SIGHUP)
+            while "READY=1" not in seen[-1] or not any("RELOADING=1" in m for m in seen):
+                seen.append(sock.recv(4096).decode())
+            assert d.stop() == 0
+            rest = []
+            try:
+                while True:
+                    rest.append(sock.recv(4096).decode())
+            except OSError:
+                pass
+            assert "STOPPING=1" in rest, rest
+    finally:
+        del os.environ["NOTIFY_SOCKET"], os.environ["WATCHDOG_USEC"]
+        sock.close()
+        os.unlink(path)
+
+
 if __name__ == "__main__":
     main(globals())
