@@ -16,7 +16,7 @@ int sc__ctl_send(void *zctx, const char *endpoint, int argc, char **argv);
 /* safecampusctl source …: argv[0] is "source". */
 int sc__ctl_source(int argc, char **argv);
 
-/* safecampusctl ledger …: argv[0] is "ledger" (ctl/ledger.c). */
-__attribute__((weak)) int sc__ctl_ledger(int argc, char **argv, json_t *(*query)(void *ctl, json_t *request), void *ctl);
+/* safecampusctl ledger … is declared in ledger.h. */
+#include "ledger.h"
 
 #endif

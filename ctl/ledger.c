@@ -12,7 +12,7 @@
 #include <time.h>
 
 #define S_PAGE_DEFAULT 500
-#define S_PAGE_MAX 5000
+#define S_PAGE_MAX 1000 /* what every plugin accepts */
 #define S_PATH_MAX 4096
 
 enum s_format { F_HTML, F_CSV, F_JSON };
@@ -101,7 +101,10 @@ static const json_t *s_unwrap(const json_t *reply, const char **err)
     return reply;
 }
 
-/* Asks one plugin for its next ledger page. Returns 0, -ENOTCONN (no daemon) or -EPROTO. */
+/*
+ * Asks one plugin for its next ledger page. Returns 0, -ENOTCONN (no daemon), -ENOENT (the
+ * plugin keeps no ledger: it refused the `what`) or -EPROTO (any other refusal).
+ */
 static int s_fetch(s_run_t *run, s_stream_t *s)
 {
     const json_t *cursor =
@@ -127,10 +130,11 @@ static int s_fetch(s_run_t *run, s_stream_t *s)
     }
     const json_t *ans = s_unwrap(reply, &err);
     if (!ans || !json_is_array(json_object_get(ans, "sections"))) {
+        bool none = err && strncmp(err, "what:", 5) == 0;
         fprintf(stderr, "safecampusctl: ledger: plugin %s: %s\n", s->plugin,
                 err ? err : "its answer has no sections");
         json_decref(reply);
-        return -EPROTO;
+        return none ? -ENOENT : -EPROTO;
     }
     s->page = reply;
     return 0;
@@ -146,7 +150,7 @@ static const json_t *s_head(s_run_t *run, s_stream_t *s, int *rc)
             return NULL;
         if (!s->started) {
             int r = s_fetch(run, s);
-            if (r == -EPROTO) { /* a plugin without a ledger: leave it out, go on */
+            if (r == -ENOENT) { /* a plugin without a ledger: leave it out, go on */
                 fprintf(stderr, "safecampusctl: ledger: leaving plugin %s out\n", s->plugin);
                 s->done = true;
                 return NULL;
@@ -904,7 +908,7 @@ static int s_options(s_run_t *run, int argc, char **argv)
         char *end;
         long n = strtol(page, &end, 10);
         if (*end || n < 1 || n > S_PAGE_MAX)
-            bad = "--page: must be between 1 and 5000";
+            bad = "--page: must be between 1 and 1000";
         run->page = (int)n;
     }
     if (bad) {

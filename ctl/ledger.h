@@ -18,14 +18,16 @@ typedef json_t *(*sc_ctl_query_fn)(void *ctl, json_t *request);
  *   --format html|csv|json            default html
  *   --out DIR                         where the files go (html/json: one file; csv: one file per
  *                                     section and index.csv); html and json go to stdout without it
- *   --page N                          rows asked of a plugin per request (default 500)
+ *   --page N                          rows asked of a plugin per request (1–1000, default 500)
  *
  * It asks the daemon for its plugins ({"cmd":"plugins"}) and pages through each one's
  * {"cmd":"query","plugin":…,"what":"ledger",…} answer, merging their sections into the order of
  * the school safety plan and writing each page's rows as they arrive: no more than one page per
- * plugin is held at a time. Messages go to stderr. Returns the process's exit status: 0, 1 when
- * the ledger could not be made (daemon unreachable, a plugin failing mid-way, a write error), 2
- * for a usage error. Runs on the calling thread; `query` is called from it only.
+ * plugin is held at a time. A plugin that refuses `what:"ledger"` as unknown is left out (with a
+ * message); any other refusal fails the run. Messages go to stderr. Returns the process's exit
+ * status: 0, 1 when the ledger could not be made (daemon unreachable, a plugin refusing or
+ * failing mid-way, a write error), 2 for a usage error. Runs on the calling thread; `query` is
+ * called from it only.
  */
 int sc__ctl_ledger(int argc, char **argv, sc_ctl_query_fn query, void *ctl);
 

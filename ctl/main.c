@@ -271,8 +271,7 @@ int main(int argc, char **argv)
     else if (strcmp(cmd, "tail") == 0)
         rc = s_tail(sub_argc, sub_argv);
     else if (strcmp(cmd, "ledger") == 0)
-        rc = sc__ctl_ledger ? sc__ctl_ledger(sub_argc, sub_argv, s_ledger_query, NULL)
-                            : s_die(2, "ledger: not built");
+        rc = sc__ctl_ledger(sub_argc, sub_argv, s_ledger_query, NULL);
     else if (strcmp(cmd, "source") == 0)
         rc = sc__ctl_source(sub_argc, sub_argv);
     else
