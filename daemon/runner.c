@@ -357,14 +357,18 @@ static void s_failed(sc__runner_t *r, int64_t event, int rc)
     s_backoff(r);
 }
 
-/* Handles the next events after the cursor in one transaction. */
-static void s_process(sc__runner_t *r)
+/*
+ * Handles up to `max` events after the cursor in one transaction. Optimistic:
+ * no savepoint per event. When the k-th event fails, the whole transaction is
+ * rolled back and the k events before it are handled again on their own (they
+ * succeeded once, and nothing of them was kept), so the failing event is next.
+ */
+static void s_process(sc__runner_t *r, int max)
 {
-    int limit = (int)sc__cfg_int(r->d->cfg->core, "plugins", "batch");
     char cur[24], lim[16];
     int64_t cursor = atomic_load(&r->cursor);
     snprintf(cur, sizeof cur, "%lld", (long long)cursor);
-    snprintf(lim, sizeof lim, "%d", limit);
+    snprintf(lim, sizeof lim, "%d", max);
     const char *p[3] = {cur, r->subscribe, lim};
     int rc;
     r->more = false;
@@ -391,8 +395,8 @@ static void s_process(sc__runner_t *r)
     }
     int rows = PQntuples(res);
     int64_t head = strtoll(PQgetvalue(res, 0, 10), NULL, 10);
-    int64_t last = cursor, failed = 0;
-    int failed_rc = 0, handled = 0;
+    int64_t last = cursor;
+    int handled = 0;
     bool any = !PQgetisnull(res, 0, 0);
     for (int i = 0; any && i < rows; i++) {
         int64_t id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
@@ -409,33 +413,30 @@ static void s_process(sc__runner_t *r)
             .actor = PQgetisnull(res, i, 8) ? NULL : PQgetvalue(res, i, 8),
             .data = data,
         };
-        size_t mark = json_array_size(r->pending);
-        if ((rc = sc__db_exec(r->conn, "SAVEPOINT sc_event")) < 0) {
-            json_decref(data);
-            failed = id;
-            failed_rc = rc;
-            break;
-        }
         pthread_mutex_lock(&r->error_lock);
         r->last_error[0] = '\0';
         pthread_mutex_unlock(&r->error_lock);
         rc = data ? r->p->handle(&r->base, r->state, &ev) : -EINVAL;
         json_decref(data);
-        if (rc == 0)
-            rc = sc__db_exec(r->conn, "RELEASE SAVEPOINT sc_event");
         if (rc < 0) {
-            sc__db_exec(r->conn, "ROLLBACK TO SAVEPOINT sc_event");
-            while (json_array_size(r->pending) > mark)
-                json_array_remove(r->pending, json_array_size(r->pending) - 1);
-            failed = id;
-            failed_rc = rc;
-            break;
+            PQclear(res);
+            sc__db_exec(r->conn, "ROLLBACK");
+            json_array_clear(r->pending);
+            if (r->conn && PQstatus(r->conn) != CONNECTION_OK) {
+                s_check_conn(r, -EAGAIN);
+            } else if (handled > 0) {
+                s_process(r, handled); /* the events before it, then it again */
+                r->more = true;
+            } else {
+                s_failed(r, id, rc);
+            }
+            return;
         }
         handled++;
         last = id;
     }
     PQclear(res);
-    int64_t next_cursor = failed ? failed - 1 : (any && rows == limit) ? last : head;
+    int64_t next_cursor = (any && rows == max) ? last : head;
     if (next_cursor < cursor)
         next_cursor = cursor;
     if (next_cursor == cursor && handled == 0) {
@@ -448,15 +449,13 @@ static void s_process(sc__runner_t *r)
         return;
     }
     atomic_fetch_add(&r->handled, handled);
-    r->more = !failed && any && rows == limit;
-    if (failed) {
-        if (r->conn && PQstatus(r->conn) == CONNECTION_OK)
-            s_failed(r, failed, failed_rc);
-        else
-            s_check_conn(r, -EAGAIN);
-    } else if (handled > 0 || next_cursor > cursor) {
+    r->more = any && rows == max;
+    if (handled > 0 || next_cursor > cursor) {
+        if (r->fail_event && r->fail_event <= last) { /* it went through in the end */
+            r->fail_event = 0;
+            r->attempts = 0;
+        }
         r->backoff_ms = 0;
-        r->fail_event = 0;
         atomic_store(&r->state_code, S_RUNNING);
     }
 }
@@ -609,7 +608,7 @@ static bool s_command(sc__runner_t *r)
         memcpy(&t, a, alen < sizeof t ? alen : sizeof t);
         /* Events already journaled come first: they may set deadlines this tick must see. */
         for (int i = 0; i < 1000 && r->conn; i++) {
-            s_process(r);
+            s_process(r, (int)sc__cfg_int(r->d->cfg->core, "plugins", "batch"));
             if (!r->more)
                 break;
         }
@@ -714,7 +713,7 @@ static void *s_main(void *arg)
         if (!r->conn && s_connect(r) < 0)
             continue;
         if (sc__mono_ms() >= r->retry_at_ms)
-            s_process(r);
+            s_process(r, (int)sc__cfg_int(r->d->cfg->core, "plugins", "batch"));
         if (!manual && r->conn && sc__mono_ms() >= r->last_tick_ms + interval_ms) {
             sc_time_t next;
             s_tick(r, sc__clock_now(), &next);

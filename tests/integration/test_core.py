@@ -109,6 +109,17 @@ def test_failing_plugin_dead_letters_and_goes_on():
         p = d.plugin("probe")
         assert p["dead_letters"] == 1 and p["retried"] >= 4 and p["lag"] == 0, p
 
+        # A failure in the middle of a batch: the events around it are handled once each.
+        envs = [d.envelope("probe.event", {"n": i}) for i in range(20)]
+        envs.insert(10, d.envelope("probe.fail", {"mode": "permanent", "times": 100}))
+        replies = d.send_many(envs)
+        d.sync()
+        rows = d.sql("SELECT event, count(*) AS n FROM probe.handled WHERE type = 'probe.event'"
+                     " AND event > %s GROUP BY event", [after])
+        assert len(rows) == 20 and all(r["n"] == 1 for r in rows), rows
+        dead = [r["event"] for r in d.sql("SELECT event FROM core.dead_letters ORDER BY id")]
+        assert dead == [bad, replies[10]["event"]], dead
+
 
 def test_kill_9_mid_stream_then_resend_loses_nothing_and_doubles_nothing():
     total = 3000
