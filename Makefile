@@ -41,7 +41,7 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-
 endif
 
 WARN := -Wall -Wextra -Wshadow -Werror
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP -Iinclude $(PKG_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -DSC_SYSCONFDIR='"$(SYSCONFDIR)"' $(WARN) -MMD -MP -Iinclude $(PKG_CFLAGS) $(SAN_FLAGS) $(CFLAGS)
 BASE_LDFLAGS := $(SAN_FLAGS) $(LDFLAGS)
 
 .PHONY: all test unit integration run bench fuzz install format clean distclean
