@@ -1,0 +1,63 @@
+/* hazard_tracker internals shared by the plugin's source files (hidden: not part of any ABI). */
+#ifndef HAZARD_TRACKER_H
+#define HAZARD_TRACKER_H
+
+#include <safecampus/plugin.h>
+#include <safecampus/util.h>
+
+#include <stdbool.h>
+
+#define HT_NAME "hazard_tracker"
+
+/* The plugin's config, read once by init. */
+typedef struct ht_config {
+    int deadline_days_general;
+    int deadline_days_major;
+    int64_t reminder_interval; /* seconds; 0: no reminders */
+    bool verifier_must_differ;
+    bool require_commitments;
+    bool report_major_to_district;
+    bool overdue_major_to_district;
+} ht_config_t;
+
+/* ---- validate.c: validators of the types senders may send ---- */
+int ht__validate_reported(const sc_event_t *ev, char *detail, size_t dlen);
+int ht__validate_assigned(const sc_event_t *ev, char *detail, size_t dlen);
+int ht__validate_rectified(const sc_event_t *ev, char *detail, size_t dlen);
+int ht__validate_verified(const sc_event_t *ev, char *detail, size_t dlen);
+int ht__validate_withdrawn(const sc_event_t *ev, char *detail, size_t dlen);
+int ht__validate_commitments(const sc_event_t *ev, char *detail, size_t dlen);
+
+/*
+ * The origin of a report in normal form: a new reference to an object
+ * {"kind": "person"|"inspection"|"external", …members given}. `origin` may be
+ * NULL (a person's report), a kind string, or an object (already validated).
+ */
+json_t *ht__origin_normal(const json_t *origin);
+
+/* ---- handle.c: the state machine ---- */
+int ht__handle(sc_ctx_t *ctx, const ht_config_t *cfg, const sc_event_t *ev);
+
+/* ---- tick.c: overdue and reminders ---- */
+int ht__tick(sc_ctx_t *ctx, const ht_config_t *cfg, sc_time_t now, sc_time_t *next);
+
+/* ---- query.c: open, hazard, figures, ledger ---- */
+int ht__query(sc_ctx_t *ctx, const ht_config_t *cfg, const json_t *req, json_t **reply);
+
+/* ---- shared helpers (handle.c) ---- */
+
+/*
+ * Runs sql with params and returns the result (caller PQclear()s), or NULL
+ * with *rc set and the error logged.
+ */
+PGresult *ht__exec(sc_ctx_t *ctx, const char *sql, int n, const char *const *params, int *rc);
+
+/*
+ * Appends one row to hazard.history. `event` 0 means none (raised by tick);
+ * `from`, `actor` may be NULL; `data` is borrowed (NULL: {}). Returns 0 or -errno.
+ */
+int ht__history(sc_ctx_t *ctx, const char *school, const char *hazard, sc_time_t at, int64_t event,
+                const char *action, const char *from, const char *to, const char *actor, int round,
+                const json_t *data);
+
+#endif
