@@ -16,7 +16,7 @@ static json_t *s_error(const char *code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(detail, sizeof detail, fmt, ap);
     va_end(ap);
-    return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", code, "detail", detail);
+    return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", code, "detail", sc_utf8_clean(detail));
 }
 
 static json_t *s_now_reply(void)

@@ -316,6 +316,9 @@ static void s_reply_error(s_ingest_t *in, zmq_msg_t *route, int nroute, int code
                           const char *detail, const char *id)
 {
     atomic_fetch_add(&sc__stats.refused[code], 1);
+    char clean[512];
+    snprintf(clean, sizeof clean, "%s", detail);
+    detail = sc_utf8_clean(clean); /* it may quote the sender's bytes */
     json_t *r = json_pack("{s:b, s:s, s:s, s:s*}", "ok", 0, "error", sc__error_code(code),
                           "detail", detail, "id", id);
     char *s = r ? json_dumps(r, JSON_COMPACT) : NULL;

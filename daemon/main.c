@@ -354,7 +354,10 @@ int main(int argc, char **argv)
             json_t *reply = req ? sc__control_handle(&d, req)
                                 : json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "malformed_json",
                                             "detail", jerr.text);
-            char *text = json_dumps(reply, JSON_COMPACT);
+            char *text = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
+            if (!text)
+                text = strdup("{\"ok\":false,\"error\":\"internal\","
+                              "\"detail\":\"the answer could not be written as JSON\"}");
             zmq_send(rep, text, strlen(text), 0);
             free(text);
             json_decref(reply);

@@ -17,6 +17,39 @@ int sc_fail(char *detail, size_t dlen, const char *fmt, ...)
     return -EINVAL;
 }
 
+char *sc_utf8_clean(char *s)
+{
+    unsigned char *p = (unsigned char *)s;
+    while (*p) {
+        int n = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2
+                                : (*p & 0xf8) == 0xf0                  ? 3
+                                                                       : -1;
+        int ok = n >= 0;
+        for (int i = 1; ok && i <= n; i++)
+            ok = (p[i] & 0xc0) == 0x80;
+        /* Overlong forms, surrogates and code points past U+10FFFF are not UTF-8 either. */
+        if (ok && n == 1 && *p < 0xc2)
+            ok = 0;
+        if (ok && n == 2 && ((*p == 0xe0 && p[1] < 0xa0) || (*p == 0xed && p[1] >= 0xa0)))
+            ok = 0;
+        if (ok && n == 3 && ((*p == 0xf0 && p[1] < 0x90) || *p > 0xf4 || (*p == 0xf4 && p[1] >= 0x90)))
+            ok = 0;
+        if (ok) {
+            p += n + 1;
+            continue;
+        }
+        bool cut = true; /* only continuation bytes, then the end */
+        for (unsigned char *q = p + 1; *q; q++)
+            cut &= (*q & 0xc0) == 0x80 && q - p <= 3;
+        if (cut && n > 0) {
+            *p = '\0';
+            break;
+        }
+        *p++ = '?';
+    }
+    return s;
+}
+
 /* Looks the member up; handles absence. Returns 1 when there is a value to check. */
 static int s_member(const json_t *obj, const char *prefix, const char *key, bool required,
                     const json_t **out, char *detail, size_t dlen, int *rc)

@@ -129,6 +129,9 @@ static int s_parse(const char *s, sc_time_t *out, bool pg)
         return -EINVAL;
     int64_t secs = sc_days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 +
                    se - offset;
+    /* Years 0001 to 9999 in UTC too, so that every time parsed can be written back. */
+    if (secs < sc_days_from_civil(1, 1, 1) * 86400 || secs >= sc_days_from_civil(10000, 1, 1) * 86400)
+        return -EINVAL;
     *out = secs * SC_USEC_PER_SEC + usec;
     return 0;
 }
@@ -198,9 +201,9 @@ int sc_duration_parse(const char *s, int64_t *seconds)
             return -EINVAL;
         int64_t v = 0;
         while (isdigit((unsigned char)*p)) {
-            if (v > INT64_MAX / 10 / 604800)
-                return -EINVAL;
             v = v * 10 + (*p++ - '0');
+            if (v > SC_DURATION_MAX)
+                return -EINVAL;
         }
         int64_t unit;
         switch (*p) {
@@ -229,6 +232,8 @@ int sc_duration_parse(const char *s, int64_t *seconds)
         }
         if (*p)
             p++;
+        if (v > (SC_DURATION_MAX - total) / unit)
+            return -EINVAL;
         total += v * unit;
     }
     *seconds = total;

@@ -18,7 +18,8 @@ extern "C" {
 
 /*
  * Parses an RFC 3339 date-time ("2026-06-18T08:15:00+08:00", "…Z", optional
- * fraction up to microseconds, 't'/'z' accepted, a space instead of 'T' not).
+ * fraction up to microseconds, 't'/'z' accepted, a space instead of 'T' not),
+ * from year 0001 to 9999 in UTC.
  * Returns 0 and sets *out, or -EINVAL. Validates calendar ranges and leap days.
  */
 int sc_time_parse(const char *s, sc_time_t *out);
@@ -37,6 +38,9 @@ char *sc_date_format(int64_t days, char *buf);
 
 /* Days since 1970-01-01 of a civil date (proleptic Gregorian). */
 int64_t sc_days_from_civil(int y, unsigned m, unsigned d);
+
+/* The longest duration accepted: a thousand years, in seconds. */
+#define SC_DURATION_MAX (INT64_C(1000) * 366 * 86400)
 
 /*
  * Parses a duration: an integer of seconds, or digits with one unit among
@@ -80,6 +84,13 @@ int sc_check_enum_array(const json_t *obj, const char *prefix, const char *key, 
 /* Refuses members of obj not named in `known` (NULL-terminated). */
 int sc_check_known(const json_t *obj, const char *prefix, const char *const *known,
                    char *detail, size_t dlen);
+
+/*
+ * Makes s valid UTF-8 in place, for text that may quote a sender's bytes or was
+ * cut by snprintf: an invalid byte becomes '?', a sequence cut short at the end
+ * is dropped. Returns s.
+ */
+char *sc_utf8_clean(char *s);
 
 /* Writes "field: rule" style text; returns -EINVAL so callers can `return sc_fail(…)`. */
 __attribute__((format(printf, 3, 4))) int sc_fail(char *detail, size_t dlen, const char *fmt,

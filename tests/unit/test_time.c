@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdio.h>
 #include <string.h>
 
 static void test_good_times(void **state)
@@ -51,6 +52,8 @@ static void test_bad_times(void **state)
         "2026-06-18T08:15:00Zjunk",
         "26-06-18T08:15:00Z",
         "yesterday",
+        "0000-01-01T00:00:00+01:00", /* before year 1 in UTC */
+        "9999-12-31T23:59:59-00:01", /* after year 9999 in UTC */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         sc_time_t t;
@@ -98,11 +101,32 @@ static void test_durations(void **state)
         assert_int_equal(sc_duration_parse(good[i].in, &s), 0);
         assert_int_equal(s, good[i].secs);
     }
-    static const char *const bad[] = {"", "h", "10x", "-5", "1.5h", "5 m"};
+    static const char *const bad[] = {"",       "h",    "10x", "-5", "1.5h", "5 m", "1525028445247w",
+                                      "99999999999999999999", "600000d600000d"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int64_t s;
         if (sc_duration_parse(bad[i], &s) != -EINVAL)
             fail_msg("accepted \"%s\"", bad[i]);
+    }
+}
+
+static void test_utf8_clean(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"plain", "plain"},
+        {"\xe4\xb8\xad\xe6\x96\x87", "\xe4\xb8\xad\xe6\x96\x87"}, /* 中文 */
+        {"cut \xe4\xb8", "cut "},
+        {"a\xff" "b", "a?b"},
+        {"\xc0\xafx", "??x"},         /* an overlong '/' */
+        {"\xed\xa0\x80.", "???."},   /* a surrogate */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char buf[64];
+        snprintf(buf, sizeof buf, "%s", cases[i].in);
+        assert_string_equal(sc_utf8_clean(buf), cases[i].out);
     }
 }
 
@@ -111,7 +135,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good_times),       cmocka_unit_test(test_bad_times),
         cmocka_unit_test(test_format_round_trip), cmocka_unit_test(test_dates),
-        cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_durations),       cmocka_unit_test(test_utf8_clean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
