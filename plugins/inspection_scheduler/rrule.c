@@ -325,7 +325,8 @@ int rr_expand(const struct rr_spec *spec, sc_time_t after, sc_time_t until, size
         all_ended &= ended;
     }
     /* Equal instants: the base rule's entry (source -1) first, and only it is kept. */
-    qsort(vec.v, vec.n, sizeof *vec.v, s_cmp_occ);
+    if (vec.n > 1)
+        qsort(vec.v, vec.n, sizeof *vec.v, s_cmp_occ);
     if (vec.n > 1) {
         size_t w = 1;
         for (size_t i = 1; i < vec.n; i++)

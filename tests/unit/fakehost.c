@@ -212,7 +212,8 @@ fh_t *fh_new(const char *so_path, const char *config_json, sc_time_t start)
     self->committed = json_array();
     self->admin_conninfo = strdup(conninfo);
 
-    self->dl = dlopen(so_path, RTLD_NOW | RTLD_LOCAL);
+    /* Never unloaded, like in the daemon: libraries the plugin pulls in keep their caches. */
+    self->dl = dlopen(so_path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
     if (!self->dl) {
         fprintf(stderr, "fakehost: %s\n", dlerror());
         goto fail;
