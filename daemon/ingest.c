@@ -248,11 +248,11 @@ static void *s_writer_main(void *arg)
         }
         if (batch) {
             s_writer_commit(&w, batch, total);
-            /* Once sent, the batch is the ROUTER thread's: read nothing from it after. */
-            bool journaled = batch->items[0].result == SC__OK;
+            /* The entries point into the batch: wake the plugins while it is still ours.
+             * Once sent, the batch is the ROUTER thread's: nothing is read from it after. */
+            if (batch->items[0].result == SC__OK)
+                sc__runners_wake_for(w.d, w.entries, total);
             zmq_send(w.pipe, &batch, sizeof batch, 0);
-            if (journaled)
-                sc__runners_wake(w.d);
         }
         if (stop)
             break;

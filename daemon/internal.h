@@ -216,6 +216,11 @@ int sc__runners_start(sc__daemon_t *d, char *err, size_t errlen);
 void sc__runners_stop(sc__daemon_t *d);
 /* Wakes every plugin thread: new events are in the journal. Any thread. */
 void sc__runners_wake(sc__daemon_t *d);
+/*
+ * Wakes only the plugin threads subscribed to a type among the n journaled
+ * entries; the others pass over them at their next tick. Any thread.
+ */
+void sc__runners_wake_for(sc__daemon_t *d, const sc__jentry_t *e, size_t n);
 /* Control requests, from the main thread only. Replies are new references. */
 json_t *sc__runners_list(sc__daemon_t *d);
 json_t *sc__runner_query(sc__daemon_t *d, const char *plugin, const json_t *req);

@@ -51,6 +51,8 @@ void sc__vlog(int level, const char *component, const char *fmt, va_list ap)
 
 void sc__log(int level, const char *component, const char *fmt, ...)
 {
+    if (level > sc__log_level)
+        return;
     va_list ap;
     va_start(ap, fmt);
     sc__vlog(level, component, fmt, ap);

@@ -14,6 +14,9 @@
 #include <unistd.h>
 #include <zmq.h>
 
+/* Journal ids a plugin reads through per statement when few of them are its types. */
+#define S_WINDOW 16384
+
 enum s_state { S_STARTING, S_RUNNING, S_BACKOFF, S_DISCONNECTED, S_FAILED, S_STOPPED };
 static const char *const s_state_names[] = {"starting",     "running", "backoff",
                                             "disconnected", "failed",  "stopped"};
@@ -35,6 +38,7 @@ typedef struct sc__runner {
     json_t *config;
     char *subscribe; /* text[] literal of the prefixes */
     json_t *pending; /* events emitted in the open transaction */
+    json_t *schools; /* directory entries read in the open transaction */
     atomic_int state_code;
     atomic_int_fast64_t cursor, handled, retried, dead, ticks;
     char last_error[512];
@@ -133,9 +137,22 @@ static json_t *s_host_people(sc_ctx_t *ctx, const char *school, const char *dist
     return sc__directory_people(s_runner(ctx)->conn, school, district, role);
 }
 
+/*
+ * A school's entry, remembered for the rest of the transaction: plugins ask for
+ * the same few schools for every event of a batch.
+ */
 static json_t *s_host_school(sc_ctx_t *ctx, const char *school)
 {
-    return sc__directory_school(s_runner(ctx)->conn, school, s_runner(ctx)->d->timezone);
+    sc__runner_t *r = s_runner(ctx);
+    if (!school)
+        return NULL;
+    json_t *hit = json_object_get(r->schools, school);
+    if (hit)
+        return json_is_object(hit) ? json_deep_copy(hit) : NULL;
+    json_t *found = sc__directory_school(r->conn, school, r->d->timezone);
+    if (PQstatus(r->conn) == CONNECTION_OK && PQtransactionStatus(r->conn) != PQTRANS_INERROR)
+        json_object_set_new(r->schools, school, found ? json_deep_copy(found) : json_null());
+    return found;
 }
 
 static json_t *s_host_person(sc_ctx_t *ctx, const char *person)
@@ -287,6 +304,7 @@ static int s_commit(sc__runner_t *r, int64_t cursor)
 static int s_begin(sc__runner_t *r, const char *sql)
 {
     json_array_clear(r->pending);
+    json_object_clear(r->schools);
     int rc = sc__db_exec(r->conn, sql);
     if (rc < 0)
         s_check_conn(r, rc);
@@ -365,27 +383,23 @@ static void s_failed(sc__runner_t *r, int64_t event, int rc)
  */
 static void s_process(sc__runner_t *r, int max)
 {
-    char cur[24], lim[16];
+    char cur[24], lim[16], upto[24];
     int64_t cursor = atomic_load(&r->cursor);
+    int64_t window_end = cursor + S_WINDOW;
     snprintf(cur, sizeof cur, "%lld", (long long)cursor);
     snprintf(lim, sizeof lim, "%d", max);
-    const char *p[3] = {cur, r->subscribe, lim};
-    int rc;
+    snprintf(upto, sizeof upto, "%lld", (long long)window_end);
+    const char *p[4] = {cur, r->subscribe, lim, upto};
+    int rc = 0;
     r->more = false;
     if (s_begin(r, "BEGIN") < 0)
         return;
-    /* One statement, one snapshot: the head it reports is consistent with the rows. */
-    PGresult *res = sc_pq_exec(
-        r->conn,
-        "SELECT e.id, e.type, e.school, e.district, e.source, e.source_id, e.occurred_at,"
-        "       e.received_at, e.actor, e.data::text, h.head"
-        "  FROM (SELECT coalesce(max(id), 0) AS head FROM core.events) h"
-        "  LEFT JOIN LATERAL ("
-        "    SELECT * FROM core.events e"
-        "     WHERE e.id > $1 AND EXISTS (SELECT 1 FROM unnest($2::text[]) s"
-        "                                  WHERE starts_with(e.type, s))"
-        "     ORDER BY e.id LIMIT $3) e ON true",
-        3, p, &rc);
+    PGresult *res = PQexecPrepared(r->conn, "sc_fetch", 4, p, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = sc_pq_error(r->conn, res);
+        PQclear(res);
+        res = NULL;
+    }
     if (!res) {
         sc__log(SC_LOG_ERR, r->p->name, "could not read the journal: %s",
                 PQerrorMessage(r->conn));
@@ -436,12 +450,16 @@ static void s_process(sc__runner_t *r, int max)
         last = id;
     }
     PQclear(res);
-    int64_t next_cursor = (any && rows == max) ? last : head;
+    /* A full batch ends at its last event; otherwise the window was read to its end. */
+    int64_t next_cursor = (any && rows == max) ? last : (head < window_end ? head : window_end);
     if (next_cursor < cursor)
         next_cursor = cursor;
-    if (next_cursor == cursor && handled == 0) {
+    if (handled == 0) {
+        /* Nothing of ours in there: move on in memory; the next commit records it. Were it
+         * lost in a crash, re-reading the range would find nothing of ours again. */
         sc__db_exec(r->conn, "ROLLBACK");
         json_array_clear(r->pending);
+        atomic_store(&r->cursor, next_cursor);
     } else if (s_commit(r, next_cursor) < 0) {
         sc__log(SC_LOG_WARNING, r->p->name, "could not commit a batch: %s",
                 r->conn ? PQerrorMessage(r->conn) : "connection lost");
@@ -449,7 +467,7 @@ static void s_process(sc__runner_t *r, int max)
         return;
     }
     atomic_fetch_add(&r->handled, handled);
-    r->more = any && rows == max;
+    r->more = (any && rows == max) || head > window_end;
     if (handled > 0 || next_cursor > cursor) {
         if (r->fail_event && r->fail_event <= last) { /* it went through in the end */
             r->fail_event = 0;
@@ -537,6 +555,37 @@ static int s_connect(sc__runner_t *r)
         return -EAGAIN;
     }
     r->reconnect_ms = 0;
+    /*
+     * The journal read, planned once. One statement, one snapshot: the head it reports is
+     * consistent with the rows. The id window keeps it a short primary-key range scan however
+     * far behind the plugin is and however rare its types are.
+     */
+    PGresult *prep = PQprepare(
+        r->conn, "sc_fetch",
+        "SELECT e.id, e.type, e.school, e.district, e.source, e.source_id, e.occurred_at,"
+        "       e.received_at, e.actor, e.data::text, h.head"
+        "  FROM (SELECT coalesce(max(id), 0) AS head FROM core.events) h"
+        "  LEFT JOIN LATERAL ("
+        "    SELECT * FROM core.events e"
+        "     WHERE e.id > $1::bigint AND e.id <= $4::bigint"
+        "       AND EXISTS (SELECT 1 FROM unnest($2::text[]) s WHERE starts_with(e.type, s))"
+        "     ORDER BY e.id LIMIT $3::int) e ON true",
+        4, NULL);
+    bool prepared = PQresultStatus(prep) == PGRES_COMMAND_OK;
+    PQclear(prep);
+    /*
+     * Nobody waits for a plugin's commit, so it need not wait for the disk: its writes, cursor
+     * and emitted events still commit or vanish together, and any later synchronous commit
+     * (every ingest batch) makes them durable. A database crash can only undo a plugin's last
+     * moments, which it then does again from its cursor.
+     */
+    if (!prepared || sc__db_exec(r->conn, "SET synchronous_commit = off") < 0) {
+        SC__LOG(SC_LOG_WARNING, r->p->name, "could not set up the session: %s",
+                PQerrorMessage(r->conn));
+        PQfinish(r->conn);
+        r->conn = NULL;
+        return -EAGAIN;
+    }
     /* The cursor is the database's, not ours: resume exactly where the last commit left it. */
     const char *p[1] = {r->p->name};
     int rc;
@@ -773,6 +822,22 @@ static int s_request(sc__runner_t *r, const char *cmd, const void *arg, size_t l
     }
 }
 
+void sc__runners_wake_for(sc__daemon_t *d, const sc__jentry_t *e, size_t n)
+{
+    uint64_t one = 1;
+    for (size_t k = 0; k < d->nrunners; k++) {
+        const sc__runner_t *r = d->runners[k];
+        bool hit = false;
+        for (size_t i = 0; i < n && !hit; i++)
+            for (const char *const *p = r->p->subscribe; p && *p && !hit; p++)
+                hit = !e[i].duplicate && strncmp(e[i].type, *p, strlen(*p)) == 0;
+        if (hit) {
+            ssize_t w = write(r->wake_fd, &one, sizeof one);
+            (void)w;
+        }
+    }
+}
+
 void sc__runners_wake(sc__daemon_t *d)
 {
     uint64_t one = 1;
@@ -809,6 +874,7 @@ int sc__runners_start(sc__daemon_t *d, char *err, size_t errlen)
         r->p = slot->p;
         r->config = json_deep_copy(slot->config);
         r->pending = json_array();
+        r->schools = json_object();
         r->subscribe = s_subscribe_literal(slot->p);
         r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         r->next_tick = SC_TIME_NEVER;
@@ -865,6 +931,7 @@ void sc__runners_stop(sc__daemon_t *d)
         close(r->wake_fd);
         json_decref(r->config);
         json_decref(r->pending);
+        json_decref(r->schools);
         free(r->subscribe);
         pthread_mutex_destroy(&r->error_lock);
         free(r);

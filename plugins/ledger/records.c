@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---- statement parameters ---------------------------------------------------------------- */
 
@@ -144,21 +145,20 @@ int lg_school_find(sc_ctx_t *ctx, const char *code, lg_school_t *out)
     return rc;
 }
 
-/* Whether PostgreSQL knows the time zone (a school's directory entry may name any). */
+/*
+ * Whether the time zone is one the system's tz database (which PostgreSQL uses
+ * too) knows. A file check: asking pg_timezone_names costs ~100 ms a call.
+ */
 static bool s_tz_known(sc_ctx_t *ctx, const char *tz)
 {
-    const char *p[1] = {tz};
-    int rc;
-    if (!tz || !*tz)
+    (void)ctx;
+    char path[256];
+    if (!tz || !*tz || strstr(tz, "..") || tz[0] == '/')
         return false;
-    PGresult *res =
-        sc_pq_exec(sc_db(ctx),
-                   "SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1)"
-                   "    OR EXISTS (SELECT 1 FROM pg_timezone_abbrevs WHERE abbrev = $1)",
-                   1, p, &rc);
-    bool ok = res && PQgetvalue(res, 0, 0)[0] == 't';
-    PQclear(res);
-    return ok;
+    if (strcmp(tz, "UTC") == 0)
+        return true;
+    snprintf(path, sizeof path, "/usr/share/zoneinfo/%s", tz);
+    return access(path, R_OK) == 0;
 }
 
 int lg_drill_schedule(sc_ctx_t *ctx, lg_state_t *st, const lg_school_t *s, int64_t month_first)
