@@ -2,6 +2,8 @@
 #include "internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 PGconn *sc__db_connect(const char *conninfo, const char *who, char *err, size_t errlen)
 {
@@ -41,4 +43,30 @@ int64_t sc__backoff_next(int64_t current_ms, int64_t min_ms, int64_t max_ms)
 {
     int64_t next = current_ms <= 0 ? min_ms : current_ms * 2;
     return next > max_ms ? max_ms : next;
+}
+
+char *sc__pg_text_array(const json_t *strings)
+{
+    size_t cap = 3, i;
+    const json_t *e;
+    json_array_foreach(strings, i, e) cap += 2 * json_string_length(e) + 3;
+    char *out = malloc(cap), *w = out;
+    if (!out)
+        return NULL;
+    *w++ = '{';
+    json_array_foreach(strings, i, e)
+    {
+        if (i)
+            *w++ = ',';
+        *w++ = '"';
+        for (const char *c = json_string_value(e); c && *c; c++) {
+            if (*c == '"' || *c == '\\')
+                *w++ = '\\';
+            *w++ = *c;
+        }
+        *w++ = '"';
+    }
+    *w++ = '}';
+    *w = '\0';
+    return out;
 }

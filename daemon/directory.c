@@ -34,20 +34,6 @@ static int s_district(const sc_event_t *ev, char *detail, size_t dlen)
     return 0;
 }
 
-/* A time-zone name the system's tz database knows ("Asia/Shanghai"). */
-static bool s_known_zone(const char *tz)
-{
-    if (!tz[0] || strstr(tz, "..") || tz[0] == '/' ||
-        strspn(tz, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_+-") !=
-            strlen(tz))
-        return false;
-    if (strcmp(tz, "UTC") == 0)
-        return true;
-    char path[256];
-    snprintf(path, sizeof path, "/usr/share/zoneinfo/%s", tz);
-    return access(path, R_OK) == 0;
-}
-
 static int s_school(const sc_event_t *ev, char *detail, size_t dlen)
 {
     int rc;
@@ -56,7 +42,7 @@ static int s_school(const sc_event_t *ev, char *detail, size_t dlen)
         (rc = sc_check_string(ev->data, "data.", "timezone", false, 64, detail, dlen)) < 0)
         return rc;
     const char *tz = sc_json_str(ev->data, "timezone");
-    if (tz && !s_known_zone(tz))
+    if (tz && !sc_tz_known(tz))
         return sc_fail(detail, dlen, "data.timezone: \"%s\" is not a known time zone", tz);
     return 0;
 }

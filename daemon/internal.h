@@ -172,6 +172,8 @@ void sc__stats_head(int64_t id);
 PGconn *sc__db_connect(const char *conninfo, const char *who, char *err, size_t errlen);
 /* Runs a statement without parameters; 0, -EAGAIN or -EIO. */
 int sc__db_exec(PGconn *conn, const char *sql);
+/* A text[] literal of a JSON array of strings, each quoted and escaped (new string). */
+char *sc__pg_text_array(const json_t *strings);
 /* Doubling back-off between min and max. */
 int64_t sc__backoff_next(int64_t current_ms, int64_t min_ms, int64_t max_ms);
 

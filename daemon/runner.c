@@ -852,13 +852,8 @@ static char *s_subscribe_literal(const struct sc_plugin *p)
     json_t *a = json_array();
     for (const char *const *s = p->subscribe; s && *s; s++)
         json_array_append_new(a, json_string(*s));
-    /* A JSON array of strings is also a valid text[] literal once the brackets are braces,
-     * as long as the strings need no escaping beyond quotes: prefixes are [a-z0-9_.]. */
-    char *text = json_dumps(a, JSON_COMPACT);
+    char *text = sc__pg_text_array(a);
     json_decref(a);
-    size_t n = strlen(text);
-    text[0] = '{';
-    text[n - 1] = '}';
     return text;
 }
 

@@ -353,10 +353,7 @@ static char *s_codes(const json_t *req, const char *key, char *detail, size_t dl
         }
         json_array_append(codes, (json_t *)e);
     }
-    out = json_dumps(codes, JSON_COMPACT);
-    /* Codes hold no quotes, commas or braces, so ["a","b"] becomes the literal {"a","b"}. */
-    out[0] = '{';
-    out[strlen(out) - 1] = '}';
+    out = sc__pg_text_array(codes);
 out:
     json_decref(codes);
     json_decref(wrap);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Howard Hinnant's days_from_civil: exact for the proleptic Gregorian calendar. */
 int64_t sc_days_from_civil(int y, unsigned m, unsigned d)
@@ -238,4 +239,17 @@ int sc_duration_parse(const char *s, int64_t *seconds)
     }
     *seconds = total;
     return 0;
+}
+
+bool sc_tz_known(const char *tz)
+{
+    if (!tz || !tz[0] || tz[0] == '/' || strstr(tz, "..") ||
+        strspn(tz, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_+-") !=
+            strlen(tz))
+        return false;
+    if (strcmp(tz, "UTC") == 0)
+        return true;
+    char path[256];
+    snprintf(path, sizeof path, "/usr/share/zoneinfo/%s", tz);
+    return access(path, R_OK) == 0;
 }

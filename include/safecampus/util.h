@@ -49,6 +49,13 @@ int64_t sc_days_from_civil(int y, unsigned m, unsigned d);
  */
 int sc_duration_parse(const char *s, int64_t *seconds);
 
+/*
+ * Whether tz names a zone of the system's tz database, which PostgreSQL uses
+ * too ("Asia/Shanghai", "UTC"). A file check: pure, thread-safe, and far
+ * cheaper than asking pg_timezone_names.
+ */
+bool sc_tz_known(const char *tz);
+
 /* ---- checks on JSON fields -------------------------------------------------
  *
  * Each checks one member of `obj` and, on failure, writes "<prefix><key>: <rule>"

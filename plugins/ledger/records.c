@@ -145,22 +145,6 @@ int lg_school_find(sc_ctx_t *ctx, const char *code, lg_school_t *out)
     return rc;
 }
 
-/*
- * Whether the time zone is one the system's tz database (which PostgreSQL uses
- * too) knows. A file check: asking pg_timezone_names costs ~100 ms a call.
- */
-static bool s_tz_known(sc_ctx_t *ctx, const char *tz)
-{
-    (void)ctx;
-    char path[256];
-    if (!tz || !*tz || strstr(tz, "..") || tz[0] == '/')
-        return false;
-    if (strcmp(tz, "UTC") == 0)
-        return true;
-    snprintf(path, sizeof path, "/usr/share/zoneinfo/%s", tz);
-    return access(path, R_OK) == 0;
-}
-
 int lg_drill_schedule(sc_ctx_t *ctx, lg_state_t *st, const lg_school_t *s, int64_t month_first)
 {
     int64_t month, due_day;
@@ -195,7 +179,7 @@ static int s_school_register(sc_ctx_t *ctx, lg_state_t *st, const char *code, co
     const char *dist = sc_json_str(info, "district") ? sc_json_str(info, "district") : district;
     char when[SC_TIME_LEN];
     int rc;
-    if (!s_tz_known(ctx, tz)) {
+    if (!sc_tz_known(tz)) {
         if (tz)
             SC_LOG_WARN(ctx, "school %s: time zone \"%s\" is unknown, using the default", code, tz);
         tz = ctx->host->default_timezone(ctx);
@@ -253,7 +237,7 @@ static int s_directory_school(sc_ctx_t *ctx, lg_state_t *st, const sc_event_t *e
                                  ev->occurred_at, &s);
     if (rc < 0)
         return rc;
-    if (tz && !s_tz_known(ctx, tz))
+    if (tz && !sc_tz_known(tz))
         tz = NULL;
     char id[16];
     snprintf(id, sizeof id, "%d", s.id);
