@@ -335,7 +335,8 @@ static void s_reply_item(s_ingest_t *in, s_item_t *it)
                       "database: the journal is not reachable; resend later", it->env.id);
         return;
     }
-    char buf[512];
+    /* Room for an id of 128 bytes even when every byte is escaped as \u00XX. */
+    char buf[1024];
     int n = snprintf(buf, sizeof buf, "{\"ok\":true,\"event\":%lld,\"duplicate\":%s",
                      (long long)it->je.event, it->je.duplicate ? "true" : "false");
     if (it->env.id) {
