@@ -45,6 +45,8 @@ BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -DSC_SYSCONFDIR='"$(SYSCONFDIR)"' $(WARN) 
 BASE_LDFLAGS := $(SAN_FLAGS) $(LDFLAGS)
 
 .PHONY: all test unit integration run bench fuzz install format clean distclean
+# Keep intermediate objects: relinking every test binary on every run is wasted time.
+.SECONDARY:
 all: $(B)/safecampusd $(B)/safecampusctl plugins
 
 # ---- shared helpers (linked into the daemon, the ctl and every plugin) ----
