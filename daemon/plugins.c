@@ -226,7 +226,7 @@ void sc__registry_free(sc__registry_t **preg)
     for (size_t i = 0; reg->slots && i < reg->nslots + 1; i++) {
         json_decref(reg->slots[i].config);
         free(reg->slots[i].path);
-        /* The .so stays mapped: plugin threads may have left pointers into it in logs. */
+        /* The .so stays mapped: names, type names and validators point into it. */
     }
     free(reg->slots);
     free(reg->types);
