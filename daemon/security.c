@@ -46,6 +46,13 @@ static bool s_local_endpoint(const char *endpoint)
 static int s_read_key(const char *key, const char *path, char secret[41], char *err, size_t errlen)
 {
     struct stat st;
+    char cred[4096];
+    /* Under systemd, a bare name is a credential: LoadCredential=ingest.key:/etc/… */
+    const char *dir = getenv("CREDENTIALS_DIRECTORY");
+    if (path && path[0] != '/' && dir) {
+        snprintf(cred, sizeof cred, "%s/%s", dir, path);
+        path = cred;
+    }
     int fd = path ? open(path, O_RDONLY | O_CLOEXEC) : -1;
     if (fd < 0) {
         snprintf(err, errlen, "%s: could not open \"%s\": %s", key, path ? path : "(not set)",

@@ -168,6 +168,25 @@ def test_publish_needs_a_listed_subscriber_key():
             sock.close(0)
 
 
+def test_key_as_a_systemd_credential():
+    d = curve_daemon("credential")
+    creds = os.path.join(d.tmp, "credentials")
+    os.mkdir(creds, 0o700)
+    os.rename(d.key_file, os.path.join(creds, "ingest.key"))
+    text = open(d.config_path).read().replace('secret_key_file = "%s"' % d.key_file,
+                                              'secret_key_file = "ingest.key"')
+    open(d.config_path, "w").write(text)
+    os.environ["CREDENTIALS_DIRECTORY"] = creds
+    try:
+        with d:
+            gate = add_source(d, "gate-c", "--schools", "sch-001")
+            s, _ = client(d, gate["public_key"], gate["secret_key"])
+            assert send(s, {"type": "probe.event", "school": "sch-001", "data": {"n": 1}})["ok"]
+            s.close(0)
+    finally:
+        del os.environ["CREDENTIALS_DIRECTORY"]
+
+
 def test_key_file_readable_by_others_is_refused():
     d = curve_daemon("keymode")
     os.chmod(d.key_file, 0o644)
