@@ -14,13 +14,65 @@ static void s_usage(FILE *f)
     fprintf(f, "usage: safecampusctl send TYPE [--school S | --district D] [--source SRC] [--id ID]\n"
                "                           [--actor P] [--at TIME] [--data JSON] [key=value …]\n"
                "       safecampusctl send --file FILE   (or -: JSON lines, one envelope each)\n"
+               "  --as FILE         send as an authenticated source (ingest.curve): FILE holds what\n"
+               "                    `safecampusctl source add` printed; --server-key KEY, or the\n"
+               "                    daemon's key from its status\n"
                "Prints one reply line per event; exits 1 if any was refused.\n");
 }
 
-/* Builds the envelope of the one-event form. */
-static json_t *s_from_args(int argc, char **argv)
+/* Takes --as FILE and --server-key KEY out of argv; sets the socket's CURVE keys. */
+static int s_curve(void *dealer, int *argc, char **argv, const char **source)
 {
-    json_t *env = json_pack("{s:s, s:s, s:{}}", "type", argv[1], "source", "safecampusctl", "data");
+    const char *as = NULL, *server = NULL;
+    int w = 0;
+    for (int i = 0; i < *argc; i++) {
+        if (strcmp(argv[i], "--as") == 0 && i + 1 < *argc)
+            as = argv[++i];
+        else if (strcmp(argv[i], "--server-key") == 0 && i + 1 < *argc)
+            server = argv[++i];
+        else
+            argv[w++] = argv[i];
+    }
+    *argc = w;
+    if (!as)
+        return 0;
+    json_error_t jerr;
+    json_t *keys = json_load_file(as, 0, &jerr);
+    const char *pub = sc_json_str(keys, "public_key"), *sec = sc_json_str(keys, "secret_key");
+    if (!pub || !sec || strlen(pub) != 40 || strlen(sec) != 40) {
+        fprintf(stderr, "safecampusctl: --as %s: expected the JSON `source add` printed\n", as);
+        json_decref(keys);
+        return 2;
+    }
+    json_t *status = NULL;
+    if (!server) {
+        json_t *req = json_pack("{s:s}", "cmd", "status");
+        status = sc__ctl_request(req, 10000);
+        json_decref(req);
+        server = sc_json_str(status, "ingest_public_key");
+    }
+    int rc = 0;
+    if (!server || strlen(server) != 40) {
+        fprintf(stderr, "safecampusctl: --server-key: give the daemon's ingest public key\n");
+        rc = 2;
+    } else {
+        zmq_setsockopt(dealer, ZMQ_CURVE_PUBLICKEY, pub, 40);
+        zmq_setsockopt(dealer, ZMQ_CURVE_SECRETKEY, sec, 40);
+        zmq_setsockopt(dealer, ZMQ_CURVE_SERVERKEY, server, 40);
+        static char name[SC_CODE_MAX + 1];
+        snprintf(name, sizeof name, "%s", sc_json_str(keys, "source") ? sc_json_str(keys, "source")
+                                                                      : "safecampusctl");
+        *source = name;
+    }
+    json_decref(status);
+    json_decref(keys);
+    return rc;
+}
+
+/* Builds the envelope of the one-event form. */
+static json_t *s_from_args(int argc, char **argv, const char *source)
+{
+    json_t *env = json_pack("{s:s, s:s, s:{}}", "type", argv[1], "source", source, "data");
     json_t *data = json_object_get(env, "data");
     static const struct {
         const char *flag, *key;
@@ -82,7 +134,13 @@ static int s_reply(void *dealer)
 
 int sc__ctl_send(void *zctx, const char *endpoint, int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0) {
+    void *dealer = zmq_socket(zctx, ZMQ_DEALER);
+    const char *source = "safecampusctl";
+    int crc = s_curve(dealer, &argc, argv, &source);
+    if (crc != 0 || argc < 2 || strcmp(argv[1], "--help") == 0) {
+        zmq_close(dealer);
+        if (crc != 0)
+            return crc;
         s_usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
@@ -93,13 +151,14 @@ int sc__ctl_send(void *zctx, const char *endpoint, int argc, char **argv)
     } else if (strcmp(argv[1], "--file") == 0) {
         if (argc < 3 || !(in = fopen(argv[2], "r"))) {
             fprintf(stderr, "safecampusctl: --file: could not open \"%s\"\n", argc < 3 ? "" : argv[2]);
+            zmq_close(dealer);
             return 2;
         }
-    } else if (!(single = s_from_args(argc, argv))) {
+    } else if (!(single = s_from_args(argc, argv, source))) {
+        zmq_close(dealer);
         return 2;
     }
 
-    void *dealer = zmq_socket(zctx, ZMQ_DEALER);
     int linger = 0, timeout = 30000;
     zmq_setsockopt(dealer, ZMQ_LINGER, &linger, sizeof linger);
     zmq_setsockopt(dealer, ZMQ_RCVTIMEO, &timeout, sizeof timeout);

@@ -28,13 +28,16 @@ static json_t *s_now_reply(void)
 static json_t *s_status(sc__daemon_t *d)
 {
     char now[SC_TIME_LEN], started[SC_TIME_LEN];
-    return json_pack("{s:b, s:s, s:i, s:s, s:s, s:{s:s, s:s}, s:s, s:I, s:i}", "ok", 1, "version",
+    json_t *status = json_pack("{s:b, s:s, s:i, s:s, s:s, s:{s:s, s:s}, s:s, s:I, s:i}", "ok", 1, "version",
                      SC_VERSION, "pid", (int)getpid(), "config", d->cfg->path, "started_at",
                      sc_time_format(d->started_at, started), "clock", "mode",
                      sc__clock_manual() ? "manual" : "system", "now",
                      sc_time_format(sc__clock_now(), now), "database",
                      atomic_load(&sc__stats.db_up) ? "up" : "down", "journal_head",
                      (json_int_t)atomic_load(&sc__stats.head), "plugins", (int)d->nrunners);
+    if (sc__security_public_key())
+        json_object_set_new(status, "ingest_public_key", json_string(sc__security_public_key()));
+    return status;
 }
 
 static json_t *s_stats(void)

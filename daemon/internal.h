@@ -245,6 +245,8 @@ int sc__security_setup(sc__daemon_t *d, void *router, char *err, size_t errlen);
 /* The same for the PUB socket (publish.curve). */
 int sc__security_publish(sc__daemon_t *d, void *pub, char *err, size_t errlen);
 bool sc__security_curve(void);
+/* The ingest socket's CURVE public key (Z85), or NULL without CURVE. */
+const char *sc__security_public_key(void);
 /* Checks an event against its connection's source and grants: 0, or -EPERM with detail. */
 int sc__security_check(const char *user, const sc_event_t *ev, char *detail, size_t dlen);
 /* The writer tells of a school journaled with its district (grants by district). */

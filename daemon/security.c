@@ -19,6 +19,7 @@
 static struct {
     pthread_rwlock_t lock;
     bool curve;
+    char public_key[41]; /* the ingest socket's, for status */
     json_t *sources;   /* name → {public_key, schools[], districts[], enabled} */
     json_t *keys;      /* Z85 public key → name, enabled sources only */
     json_t *districts; /* school → district, for grants given by district */
@@ -204,6 +205,8 @@ void sc__security_school(const char *school, const char *district)
 
 bool sc__security_curve(void) { return s_sec.curve; }
 
+const char *sc__security_public_key(void) { return s_sec.public_key[0] ? s_sec.public_key : NULL; }
+
 static bool s_listed(const json_t *list, const char *code)
 {
     size_t i;
@@ -284,6 +287,8 @@ static int s_curve_server(void *sock, const char *cfg_key, const char *key_file,
     int rc = s_read_key(cfg_key, key_file, secret, err, errlen);
     if (rc < 0)
         return rc;
+    if (strcmp(domain, "ingest") == 0)
+        zmq_curve_public(s_sec.public_key, secret);
     int one = 1;
     zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one);
     zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret, 40);

@@ -168,6 +168,20 @@ def test_publish_needs_a_listed_subscriber_key():
             sock.close(0)
 
 
+def test_safecampusctl_sends_as_a_source():
+    with curve_daemon("ctlcurve") as d:
+        gate = add_source(d, "gate-9", "--schools", "sch-001")
+        keyfile = os.path.join(d.tmp, "gate-9.json")
+        with open(keyfile, "w") as f:
+            json.dump(gate, f)
+        assert d.request({"cmd": "status"})["ingest_public_key"] == d.server_public.decode()
+        r = d.ctl("send", "--as", keyfile, "probe.event", "--school", "sch-001", "n=1")
+        assert r.returncode == 0 and json.loads(r.stdout)["ok"], r
+        r = d.ctl("send", "--as", keyfile, "probe.event", "--school", "sch-002", "n=1")
+        assert r.returncode == 1 and json.loads(r.stdout)["error"] == "forbidden", r
+        assert [e["source"] for e in d.events("probe.event")] == ["gate-9"]
+
+
 def test_key_as_a_systemd_credential():
     d = curve_daemon("credential")
     creds = os.path.join(d.tmp, "credentials")
