@@ -64,8 +64,9 @@ json_t *sc__ctl_request(const json_t *req, int timeout_ms)
 {
     const char *ep = s_opt.control;
     if (strncmp(ep, "ipc://", 6) == 0 && access(ep + 6, F_OK) != 0) {
-        s_die(3, "the daemon is not there: no control socket at %s (is safecampusd running? "
-                 "give --config or --control)",
+        s_die(3,
+              "the daemon is not there: no control socket at %s (is safecampusd running? "
+              "give --config or --control)",
               ep + 6);
         return NULL;
     }
@@ -234,21 +235,21 @@ int main(int argc, char **argv)
     if (i >= argc || strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 ||
         strcmp(argv[i], "help") == 0) {
         FILE *f = i >= argc ? stderr : stdout;
-        fprintf(f,
-                "usage: safecampusctl [--config FILE | --control EP] [--ingest EP] "
-                "[--publish EP] COMMAND …\n"
-                "\n"
-                "  send TYPE key=value …  one event (or: send --file F | send -  JSON lines)\n"
-                "  status                 the daemon, its clock and database\n"
-                "  plugins                each plugin: cursor, lag, handled, retried, dead letters\n"
-                "  stats                  events received, acked, duplicates, refused by code\n"
-                "  query PLUGIN WHAT [k=v …]  ask a plugin (open hazards, a day's absences …)\n"
-                "  tail [PREFIX …]        published events as JSON lines\n"
-                "  clock set|advance …    move the manual clock\n"
-                "  ledger …               the school's safety ledger export\n"
-                "  source add|list|revoke|grant|ungrant …  authenticated sending systems\n"
-                "\n"
-                "COMMAND --help tells more.\n");
+        fprintf(
+            f, "usage: safecampusctl [--config FILE | --control EP] [--ingest EP] "
+               "[--publish EP] COMMAND …\n"
+               "\n"
+               "  send TYPE key=value …  one event (or: send --file F | send -  JSON lines)\n"
+               "  status                 the daemon, its clock and database\n"
+               "  plugins                each plugin: cursor, lag, handled, retried, dead letters\n"
+               "  stats                  events received, acked, duplicates, refused by code\n"
+               "  query PLUGIN WHAT [k=v …]  ask a plugin (open hazards, a day's absences …)\n"
+               "  tail [PREFIX …]        published events as JSON lines\n"
+               "  clock set|advance …    move the manual clock\n"
+               "  ledger …               the school's safety ledger export\n"
+               "  source add|list|revoke|grant|ungrant …  authenticated sending systems\n"
+               "\n"
+               "COMMAND --help tells more.\n");
         return i >= argc ? 2 : 0;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -261,8 +262,7 @@ int main(int argc, char **argv)
     char **sub_argv = argv + i;
     if (strcmp(cmd, "send") == 0)
         rc = sc__ctl_send(s_opt.zctx, s_opt.ingest, sub_argc, sub_argv);
-    else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "plugins") == 0 ||
-             strcmp(cmd, "stats") == 0)
+    else if (strcmp(cmd, "status") == 0 || strcmp(cmd, "plugins") == 0 || strcmp(cmd, "stats") == 0)
         rc = s_simple(cmd, sub_argc, sub_argv);
     else if (strcmp(cmd, "query") == 0)
         rc = s_query(sub_argc, sub_argv);

@@ -11,13 +11,14 @@
 
 static void s_usage(FILE *f)
 {
-    fprintf(f, "usage: safecampusctl send TYPE [--school S | --district D] [--source SRC] [--id ID]\n"
-               "                           [--actor P] [--at TIME] [--data JSON] [key=value …]\n"
-               "       safecampusctl send --file FILE   (or -: JSON lines, one envelope each)\n"
-               "  --as FILE         send as an authenticated source (ingest.curve): FILE holds what\n"
-               "                    `safecampusctl source add` printed; --server-key KEY, or the\n"
-               "                    daemon's key from its status\n"
-               "Prints one reply line per event; exits 1 if any was refused.\n");
+    fprintf(f,
+            "usage: safecampusctl send TYPE [--school S | --district D] [--source SRC] [--id ID]\n"
+            "                           [--actor P] [--at TIME] [--data JSON] [key=value …]\n"
+            "       safecampusctl send --file FILE   (or -: JSON lines, one envelope each)\n"
+            "  --as FILE         send as an authenticated source (ingest.curve): FILE holds what\n"
+            "                    `safecampusctl source add` printed; --server-key KEY, or the\n"
+            "                    daemon's key from its status\n"
+            "Prints one reply line per event; exits 1 if any was refused.\n");
 }
 
 /* Takes --as FILE and --server-key KEY out of argv; sets the socket's CURVE keys. */
@@ -60,8 +61,8 @@ static int s_curve(void *dealer, int *argc, char **argv, const char **source)
         zmq_setsockopt(dealer, ZMQ_CURVE_SECRETKEY, sec, 40);
         zmq_setsockopt(dealer, ZMQ_CURVE_SERVERKEY, server, 40);
         static char name[SC_CODE_MAX + 1];
-        snprintf(name, sizeof name, "%s", sc_json_str(keys, "source") ? sc_json_str(keys, "source")
-                                                                      : "safecampusctl");
+        snprintf(name, sizeof name, "%s",
+                 sc_json_str(keys, "source") ? sc_json_str(keys, "source") : "safecampusctl");
         *source = name;
     }
     json_decref(status);
@@ -150,7 +151,8 @@ int sc__ctl_send(void *zctx, const char *endpoint, int argc, char **argv)
         in = stdin;
     } else if (strcmp(argv[1], "--file") == 0) {
         if (argc < 3 || !(in = fopen(argv[2], "r"))) {
-            fprintf(stderr, "safecampusctl: --file: could not open \"%s\"\n", argc < 3 ? "" : argv[2]);
+            fprintf(stderr, "safecampusctl: --file: could not open \"%s\"\n",
+                    argc < 3 ? "" : argv[2]);
             zmq_close(dealer);
             return 2;
         }

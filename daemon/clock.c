@@ -13,7 +13,10 @@ void sc__clock_init(bool manual, sc_time_t start)
     atomic_store(&s_now, start);
 }
 
-bool sc__clock_manual(void) { return s_manual; }
+bool sc__clock_manual(void)
+{
+    return s_manual;
+}
 
 sc_time_t sc__clock_now(void)
 {
@@ -24,7 +27,10 @@ sc_time_t sc__clock_now(void)
     return (sc_time_t)ts.tv_sec * SC_USEC_PER_SEC + ts.tv_nsec / 1000;
 }
 
-void sc__clock_set(sc_time_t t) { atomic_store(&s_now, t); }
+void sc__clock_set(sc_time_t t)
+{
+    atomic_store(&s_now, t);
+}
 
 int64_t sc__mono_ms(void)
 {

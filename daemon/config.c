@@ -8,7 +8,8 @@
 
 /* The core's keys, group by group: the only place they are declared. */
 static const struct sc_config_key s_top_keys[] = {
-    {"timezone", SC_CFG_STRING, "\"Asia/Shanghai\"", "default time zone for schools that name none"},
+    {"timezone", SC_CFG_STRING, "\"Asia/Shanghai\"",
+     "default time zone for schools that name none"},
     {NULL, 0, NULL, NULL},
 };
 
@@ -37,13 +38,15 @@ static const struct sc_config_key s_publish_keys[] = {
     {"endpoint", SC_CFG_STRING, "\"tcp://127.0.0.1:7601\"", "PUB socket for journaled events"},
     {"hwm", SC_CFG_INT, "100000", "messages queued per subscriber before it misses some"},
     {"curve", SC_CFG_BOOL, "false", "require CURVE-authenticated subscribers"},
-    {"secret_key_file", SC_CFG_STRING, "null", "the publisher's Z85 secret key (default: ingest's)"},
+    {"secret_key_file", SC_CFG_STRING, "null",
+     "the publisher's Z85 secret key (default: ingest's)"},
     {"subscribers", SC_CFG_LIST, "[]", "Z85 public keys of the subscribers allowed in"},
     {NULL, 0, NULL, NULL},
 };
 
 static const struct sc_config_key s_control_keys[] = {
-    {"endpoint", SC_CFG_STRING, "\"ipc:///run/safecampus/control\"", "REP socket for safecampusctl"},
+    {"endpoint", SC_CFG_STRING, "\"ipc:///run/safecampus/control\"",
+     "REP socket for safecampusctl"},
     {NULL, 0, NULL, NULL},
 };
 
@@ -121,7 +124,10 @@ static const struct sc_config_key *s_group_keys(const char *name)
     return NULL;
 }
 
-bool sc__config_is_core_group(const char *name) { return s_group_keys(name) != NULL; }
+bool sc__config_is_core_group(const char *name)
+{
+    return s_group_keys(name) != NULL;
+}
 
 /* Checks the core's part of `doc`; fills cfg->core. */
 static int s_check_core(sc__config_t *cfg, json_t *doc, char *err, size_t errlen)
@@ -175,10 +181,10 @@ static int s_check_core(sc__config_t *cfg, json_t *doc, char *err, size_t errlen
         const char *group, *key;
         json_int_t min, max;
     } ranges[] = {
-        {"ingest", "max_bytes", 256, 64 << 20},   {"ingest", "max_depth", 2, 1024},
-        {"ingest", "batch_max", 1, 100000},       {"ingest", "queue_max", 1, 10000000},
-        {"plugins", "batch", 1, 100000},          {"plugins", "attempts", 1, 1000},
-        {"plugins", "backoff_min", 1, 3600000},   {"plugins", "backoff_max", 1, 86400000},
+        {"ingest", "max_bytes", 256, 64 << 20}, {"ingest", "max_depth", 2, 1024},
+        {"ingest", "batch_max", 1, 100000},     {"ingest", "queue_max", 1, 10000000},
+        {"plugins", "batch", 1, 100000},        {"plugins", "attempts", 1, 1000},
+        {"plugins", "backoff_min", 1, 3600000}, {"plugins", "backoff_max", 1, 86400000},
         {"publish", "hwm", 0, 100000000},
     };
     for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {
@@ -224,8 +230,9 @@ int sc__config_load(const char *path, sc__config_t **out, char *err, size_t errl
         if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
             snprintf(err, errlen, "%s: could not read the config file", path);
         else
-            snprintf(err, errlen, "%s:%d: %s", config_error_file(&lc) ? config_error_file(&lc) : path,
-                     config_error_line(&lc), config_error_text(&lc));
+            snprintf(err, errlen, "%s:%d: %s",
+                     config_error_file(&lc) ? config_error_file(&lc) : path, config_error_line(&lc),
+                     config_error_text(&lc));
         goto out;
     }
     cfg->path = strdup(path);

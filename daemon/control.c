@@ -28,13 +28,13 @@ static json_t *s_now_reply(void)
 static json_t *s_status(sc__daemon_t *d)
 {
     char now[SC_TIME_LEN], started[SC_TIME_LEN];
-    json_t *status = json_pack("{s:b, s:s, s:i, s:s, s:s, s:{s:s, s:s}, s:s, s:I, s:i}", "ok", 1, "version",
-                     SC_VERSION, "pid", (int)getpid(), "config", d->cfg->path, "started_at",
-                     sc_time_format(d->started_at, started), "clock", "mode",
-                     sc__clock_manual() ? "manual" : "system", "now",
-                     sc_time_format(sc__clock_now(), now), "database",
-                     atomic_load(&sc__stats.db_up) ? "up" : "down", "journal_head",
-                     (json_int_t)atomic_load(&sc__stats.head), "plugins", (int)d->nrunners);
+    json_t *status = json_pack(
+        "{s:b, s:s, s:i, s:s, s:s, s:{s:s, s:s}, s:s, s:I, s:i}", "ok", 1, "version", SC_VERSION,
+        "pid", (int)getpid(), "config", d->cfg->path, "started_at",
+        sc_time_format(d->started_at, started), "clock", "mode",
+        sc__clock_manual() ? "manual" : "system", "now", sc_time_format(sc__clock_now(), now),
+        "database", atomic_load(&sc__stats.db_up) ? "up" : "down", "journal_head",
+        (json_int_t)atomic_load(&sc__stats.head), "plugins", (int)d->nrunners);
     if (sc__security_public_key())
         json_object_set_new(status, "ingest_public_key", json_string(sc__security_public_key()));
     return status;
@@ -56,8 +56,7 @@ static json_t *s_stats(void)
                      (json_int_t)atomic_load(&sc__stats.received), "acked",
                      (json_int_t)atomic_load(&sc__stats.acked), "duplicates",
                      (json_int_t)atomic_load(&sc__stats.duplicates), "refused", refused,
-                     "forbidden_by", forbidden,
-                     "batches", (json_int_t)batches, "avg_batch",
+                     "forbidden_by", forbidden, "batches", (json_int_t)batches, "avg_batch",
                      batches ? (double)events / (double)batches : 0.0, "journal_head",
                      (json_int_t)atomic_load(&sc__stats.head), "unreachable_peers",
                      (json_int_t)atomic_load(&sc__stats.unreachable_peers));
@@ -74,7 +73,8 @@ static json_t *s_clock(sc__daemon_t *d, const char *cmd, const json_t *req)
             return s_error("invalid_request", "time: expected an RFC 3339 time");
     } else {
         const json_t *s = json_object_get(req, "seconds");
-        if (!json_is_number(s) || json_number_value(s) < 0 || json_number_value(s) > 10 * 365 * 86400.0)
+        if (!json_is_number(s) || json_number_value(s) < 0 ||
+            json_number_value(s) > 10 * 365 * 86400.0)
             return s_error("invalid_request", "seconds: expected a number from 0 to 10 years");
         to = sc__clock_now() + (sc_time_t)(json_number_value(s) * SC_USEC_PER_SEC);
     }

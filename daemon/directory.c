@@ -10,8 +10,8 @@
 /* Pupils are codes only: data naming a person or a national id is refused. */
 static int s_no_names(const sc_event_t *ev, char *detail, size_t dlen)
 {
-    static const char *const banned[] = {"name", "student_name", "full_name", "id_card",
-                                         "national_id", "idcard", NULL};
+    static const char *const banned[] = {"name",        "student_name", "full_name", "id_card",
+                                         "national_id", "idcard",       NULL};
     for (size_t i = 0; banned[i]; i++)
         if (json_object_get(ev->data, banned[i]))
             return sc_fail(detail, dlen,
@@ -116,8 +116,14 @@ static const struct sc_type s_types[] = {
     {"directory.student.upserted", 0, s_student},
 };
 
-size_t sc__directory_ntypes(void) { return sizeof s_types / sizeof s_types[0]; }
-const struct sc_type *sc__directory_type(size_t i) { return &s_types[i]; }
+size_t sc__directory_ntypes(void)
+{
+    return sizeof s_types / sizeof s_types[0];
+}
+const struct sc_type *sc__directory_type(size_t i)
+{
+    return &s_types[i];
+}
 
 /* Runs a look-up; returns the rows as JSON, or NULL on error (logged). */
 static json_t *s_rows(PGconn *conn, const char *sql, int n, const char *const *params)

@@ -15,7 +15,10 @@ static const char *const s_codes[] = {
     [SC__E_UNAVAILABLE] = "unavailable",
 };
 
-const char *sc__error_code(int e) { return e >= 0 && e < SC__E_COUNT ? s_codes[e] : "internal"; }
+const char *sc__error_code(int e)
+{
+    return e >= 0 && e < SC__E_COUNT ? s_codes[e] : "internal";
+}
 
 /*
  * Deepest nesting of arrays and objects, stopping early past `limit`. jansson's
@@ -94,8 +97,7 @@ int sc__envelope_parse_as(const sc__registry_t *reg, const sc__limits_t *lim, co
     memset(env, 0, sizeof *env);
     detail[0] = '\0';
     if (len > lim->max_bytes) {
-        snprintf(detail, dlen, "frame: %zu bytes, more than the limit of %zu", len,
-                 lim->max_bytes);
+        snprintf(detail, dlen, "frame: %zu bytes, more than the limit of %zu", len, lim->max_bytes);
         return SC__E_TOO_LARGE;
     }
     if (s_depth(buf, len, lim->max_depth) > lim->max_depth) {
@@ -119,7 +121,7 @@ int sc__envelope_parse_as(const sc__registry_t *reg, const sc__limits_t *lim, co
     if (json_is_string(idv))
         env->id = json_string_value(idv);
 
-    static const char *const known[] = {"type",   "school",      "district", "source", "id",
+    static const char *const known[] = {"type",  "school",      "district", "source", "id",
                                         "actor", "occurred_at", "data",     NULL};
     json_t *doc = env->doc;
     int rc;
@@ -156,8 +158,8 @@ int sc__envelope_parse_as(const sc__registry_t *reg, const sc__limits_t *lim, co
     }
     if (env->type->owner == SC__NO_OWNER || (env->type->flags & SC_TYPE_EMITTED)) {
         atomic_fetch_add(&sc__forbidden_by[SC__FORBID_PLUGIN_ONLY], 1);
-        snprintf(detail, dlen, "type: %s is raised by the daemon's plugins, not accepted from senders",
-                 type);
+        snprintf(detail, dlen,
+                 "type: %s is raised by the daemon's plugins, not accepted from senders", type);
         return SC__E_FORBIDDEN;
     }
 

@@ -319,8 +319,8 @@ static void s_reply_error(s_ingest_t *in, zmq_msg_t *route, int nroute, int code
     char clean[512];
     snprintf(clean, sizeof clean, "%s", detail);
     detail = sc_utf8_clean(clean); /* it may quote the sender's bytes */
-    json_t *r = json_pack("{s:b, s:s, s:s, s:s*}", "ok", 0, "error", sc__error_code(code),
-                          "detail", detail, "id", id);
+    json_t *r = json_pack("{s:b, s:s, s:s, s:s*}", "ok", 0, "error", sc__error_code(code), "detail",
+                          detail, "id", id);
     char *s = r ? json_dumps(r, JSON_COMPACT) : NULL;
     if (s)
         s_send_reply(in, route, nroute, s, strlen(s));
@@ -399,9 +399,9 @@ static void s_take(s_ingest_t *in)
     sc_time_t now = sc__clock_now();
     /* With CURVE, the ZAP handler named the connection after its source. */
     const char *user = sc__security_curve() ? zmq_msg_gets(&it->body, "User-Id") : NULL;
-    int code = sc__envelope_parse_as(in->d->reg, &in->d->limits, zmq_msg_data(&it->body),
-                                     zmq_msg_size(&it->body), now, user, &it->env, detail,
-                                     sizeof detail);
+    int code =
+        sc__envelope_parse_as(in->d->reg, &in->d->limits, zmq_msg_data(&it->body),
+                              zmq_msg_size(&it->body), now, user, &it->env, detail, sizeof detail);
     if (code == SC__OK && sc__security_curve() &&
         (!user || sc__security_check(user, &it->env.ev, detail, sizeof detail) < 0)) {
         if (!user)

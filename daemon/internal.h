@@ -107,13 +107,13 @@ typedef struct sc__limits {
 } sc__limits_t;
 
 typedef struct sc__envelope {
-    json_t *doc;             /* the parsed frame */
-    sc_event_t ev;           /* borrows from doc */
-    const sc__type_t *type;  /* the registry's entry */
-    const char *id;          /* the sender's id, to echo (borrowed from doc), or NULL */
-    bool has_occurred;       /* occurred_at was given */
-    bool source_filled;      /* source was taken from the authenticated connection */
-    char *data_text;         /* data as compact JSON, once serialised */
+    json_t *doc;            /* the parsed frame */
+    sc_event_t ev;          /* borrows from doc */
+    const sc__type_t *type; /* the registry's entry */
+    const char *id;         /* the sender's id, to echo (borrowed from doc), or NULL */
+    bool has_occurred;      /* occurred_at was given */
+    bool source_filled;     /* source was taken from the authenticated connection */
+    char *data_text;        /* data as compact JSON, once serialised */
 } sc__envelope_t;
 
 /*
@@ -232,8 +232,13 @@ int sc__runners_advance(sc__daemon_t *d, sc_time_t to, char *err, size_t errlen)
 void sc__runners_reload(sc__daemon_t *d, sc__registry_t *fresh);
 
 /* ---- security.c ---- */
-enum { SC__FORBID_SOURCE, SC__FORBID_REVOKED, SC__FORBID_GRANT, SC__FORBID_PLUGIN_ONLY,
-       SC__FORBID_COUNT };
+enum {
+    SC__FORBID_SOURCE,
+    SC__FORBID_REVOKED,
+    SC__FORBID_GRANT,
+    SC__FORBID_PLUGIN_ONLY,
+    SC__FORBID_COUNT
+};
 extern atomic_uint_fast64_t sc__forbidden_by[SC__FORBID_COUNT];
 const char *sc__forbid_reason(int r);
 /* Loads the sources and starts the ZAP handler when CURVE is on (main thread, before ingest). */

@@ -80,8 +80,8 @@ static int s_text(s_buf_t *b, const char *s, size_t len, bool jsonb)
 
 /* Offsets of the fields of sc__jentry_t that go into text arrays, in argument order. */
 static const size_t s_text_fields[] = {
-    offsetof(sc__jentry_t, type),   offsetof(sc__jentry_t, school),
-    offsetof(sc__jentry_t, district), offsetof(sc__jentry_t, source),
+    offsetof(sc__jentry_t, type),      offsetof(sc__jentry_t, school),
+    offsetof(sc__jentry_t, district),  offsetof(sc__jentry_t, source),
     offsetof(sc__jentry_t, source_id),
 };
 
@@ -175,10 +175,9 @@ char *sc__journal_envelope(const sc__jentry_t *e)
     char occurred[SC_TIME_LEN];
     json_t *data = json_loadb(e->data, e->data_len, JSON_DECODE_ANY, NULL);
     json_t *env = json_pack("{s:I, s:s, s:s?, s:s?, s:s, s:s?, s:s?, s:s, s:o?}", "event",
-                            (json_int_t)e->event, "type", e->type, "school", e->school,
-                            "district", e->district, "source", e->source, "id", e->source_id,
-                            "actor", e->actor, "occurred_at",
-                            sc_time_format(e->occurred_at, occurred), "data", data);
+                            (json_int_t)e->event, "type", e->type, "school", e->school, "district",
+                            e->district, "source", e->source, "id", e->source_id, "actor", e->actor,
+                            "occurred_at", sc_time_format(e->occurred_at, occurred), "data", data);
     if (!env)
         return NULL;
     char *s = json_dumps(env, JSON_COMPACT);

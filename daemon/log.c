@@ -9,11 +9,14 @@
 int sc__log_level = SC_LOG_INFO;
 static bool s_prefix = true;
 
-void sc__log_init(void) { s_prefix = !isatty(STDERR_FILENO); }
+void sc__log_init(void)
+{
+    s_prefix = !isatty(STDERR_FILENO);
+}
 
 int sc__log_level_parse(const char *s)
 {
-    static const char *const names[] = {"emerg",  "alert", "crit", "err",
+    static const char *const names[] = {"emerg",   "alert",  "crit", "err",
                                         "warning", "notice", "info", "debug"};
     for (int i = 0; i < 8; i++)
         if (s && strcmp(s, names[i]) == 0)
@@ -27,7 +30,7 @@ int sc__log_level_parse(const char *s)
 
 void sc__vlog(int level, const char *component, const char *fmt, va_list ap)
 {
-    static const char *const tags[] = {"emerg", "alert", "crit", "error",
+    static const char *const tags[] = {"emerg",   "alert",  "crit", "error",
                                        "warning", "notice", "info", "debug"};
     char line[2048];
     int n;

@@ -38,15 +38,16 @@ static void s_notify(const char *msg)
 
 static void s_usage(FILE *f)
 {
-    fprintf(f, "usage: safecampusd [--config FILE] [--check-config] [--conninfo STR] "
-               "[--no-migrate]\n"
-               "\n"
-               "  -c, --config FILE   config file (default %s/safecampus/safecampusd.conf)\n"
-               "      --check-config  check the config and the plugins it names, then exit\n"
-               "      --conninfo STR  use this PostgreSQL connection instead of database.conninfo\n"
-               "      --no-migrate    do not apply pending migrations (refuse to start if any)\n"
-               "  -h, --help          this text\n",
-               SC_SYSCONFDIR);
+    fprintf(f,
+            "usage: safecampusd [--config FILE] [--check-config] [--conninfo STR] "
+            "[--no-migrate]\n"
+            "\n"
+            "  -c, --config FILE   config file (default %s/safecampus/safecampusd.conf)\n"
+            "      --check-config  check the config and the plugins it names, then exit\n"
+            "      --conninfo STR  use this PostgreSQL connection instead of database.conninfo\n"
+            "      --no-migrate    do not apply pending migrations (refuse to start if any)\n"
+            "  -h, --help          this text\n",
+            SC_SYSCONFDIR);
 }
 
 /* Connects, waiting out a database that is not up yet, until a signal asks us to stop. */
@@ -73,8 +74,7 @@ static int s_migrate(PGconn *conn, const sc__registry_t *reg, bool apply)
     if (rc == 0 && apply)
         rc = sc__migrate(conn, "core", sc__core_migrations, err, sizeof err);
     for (size_t i = 0; rc == 0 && apply && i < reg->nslots; i++)
-        rc = sc__migrate(conn, reg->slots[i].p->name, reg->slots[i].p->migrations, err,
-                         sizeof err);
+        rc = sc__migrate(conn, reg->slots[i].p->name, reg->slots[i].p->migrations, err, sizeof err);
     if (rc == 0 && apply && (rc = sc__db_exec(conn, "SELECT core.apply_privileges()")) < 0)
         snprintf(err, sizeof err, "could not grant the daemon's and reporting roles: %s",
                  PQerrorMessage(conn));
@@ -145,13 +145,12 @@ static void s_reload(sc__daemon_t *d)
         s_notify("READY=1");
         return;
     }
-    static const char *const fixed[] = {"database", "ingest", "publish", "control", "clock",
-                                        "plugins", "timezone"};
+    static const char *const fixed[] = {"database", "ingest",  "publish", "control",
+                                        "clock",    "plugins", "timezone"};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         if (!json_equal(json_object_get(fresh->core, fixed[i]),
                         json_object_get(d->cfg->core, fixed[i])))
-            sc__log(SC_LOG_WARNING, "core", "reload: %s changed; that needs a restart",
-                    fixed[i]);
+            sc__log(SC_LOG_WARNING, "core", "reload: %s changed; that needs a restart", fixed[i]);
     int level = sc__log_level_parse(sc__cfg_str(fresh->core, "log", "level"));
     if (level != sc__log_level) {
         sc__log_level = level;
@@ -179,12 +178,9 @@ int main(int argc, char **argv)
     const char *conninfo = NULL;
     bool check_only = false, migrate = true;
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"check-config", no_argument, NULL, 'k'},
-        {"conninfo", required_argument, NULL, 'd'},
-        {"no-migrate", no_argument, NULL, 'n'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},   {"check-config", no_argument, NULL, 'k'},
+        {"conninfo", required_argument, NULL, 'd'}, {"no-migrate", no_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     int opt;
     while ((opt = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
@@ -269,8 +265,7 @@ int main(int argc, char **argv)
         goto out;
     PGresult *res = PQexec(d.conn, "SELECT coalesce(max(id), 0) FROM core.events");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        sc__log(SC_LOG_ERR, "core", "the journal is not readable: %s%s",
-                PQerrorMessage(d.conn),
+        sc__log(SC_LOG_ERR, "core", "the journal is not readable: %s%s", PQerrorMessage(d.conn),
                 migrate ? "" : " (started with --no-migrate: are migrations pending?)");
         PQclear(res);
         goto out;
@@ -312,11 +307,11 @@ int main(int argc, char **argv)
     char *watchdog = getenv("WATCHDOG_USEC");
     int64_t watchdog_ms = watchdog ? strtoll(watchdog, NULL, 10) / 2000 : 0;
     int64_t last_watchdog = sc__mono_ms();
-    sc__log(SC_LOG_NOTICE, "core", "ready: ingest %s, publish %s, control %s, %zu plugins, clock %s",
-            sc__cfg_str(d.cfg->core, "ingest", "endpoint"),
-            sc__cfg_str(d.cfg->core, "publish", "endpoint"),
-            sc__cfg_str(d.cfg->core, "control", "endpoint"), d.nrunners,
-            manual ? "manual" : "system");
+    sc__log(
+        SC_LOG_NOTICE, "core", "ready: ingest %s, publish %s, control %s, %zu plugins, clock %s",
+        sc__cfg_str(d.cfg->core, "ingest", "endpoint"),
+        sc__cfg_str(d.cfg->core, "publish", "endpoint"),
+        sc__cfg_str(d.cfg->core, "control", "endpoint"), d.nrunners, manual ? "manual" : "system");
     s_notify("READY=1\nSTATUS=taking events");
 
     for (;;) {

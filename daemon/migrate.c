@@ -8,15 +8,14 @@
 /* Any fixed number: the key of the session lock two starting daemons queue on. */
 #define S_MIGRATE_LOCK "7600001"
 
-static const char s_bootstrap[] =
-    "CREATE SCHEMA IF NOT EXISTS core;"
-    "CREATE TABLE IF NOT EXISTS core.migrations ("
-    "  component text NOT NULL,"
-    "  version integer NOT NULL,"
-    "  name text NOT NULL,"
-    "  checksum text NOT NULL,"
-    "  applied_at timestamptz NOT NULL DEFAULT now(),"
-    "  PRIMARY KEY (component, version))";
+static const char s_bootstrap[] = "CREATE SCHEMA IF NOT EXISTS core;"
+                                  "CREATE TABLE IF NOT EXISTS core.migrations ("
+                                  "  component text NOT NULL,"
+                                  "  version integer NOT NULL,"
+                                  "  name text NOT NULL,"
+                                  "  checksum text NOT NULL,"
+                                  "  applied_at timestamptz NOT NULL DEFAULT now(),"
+                                  "  PRIMARY KEY (component, version))";
 
 static int s_exec(PGconn *conn, const char *sql, char *err, size_t errlen)
 {
@@ -41,19 +40,20 @@ int sc__migrate_lock(PGconn *conn, bool lock, char *err, size_t errlen)
     return rc;
 }
 
-static int s_apply_one(PGconn *conn, const char *component, const struct sc_migration *m,
-                       char *err, size_t errlen)
+static int s_apply_one(PGconn *conn, const char *component, const struct sc_migration *m, char *err,
+                       size_t errlen)
 {
     char version[16];
     snprintf(version, sizeof version, "%d", m->version);
     const char *p[4] = {component, version, m->sql, m->name};
     int rc;
-    PGresult *res = sc_pq_exec(conn,
-                               "SELECT m.checksum, m.name,"
-                               "       encode(sha256(convert_to($3, 'UTF8')), 'hex')"
-                               "  FROM (SELECT 1) one"
-                               "  LEFT JOIN core.migrations m ON m.component = $1 AND m.version = $2",
-                               3, p, &rc);
+    PGresult *res =
+        sc_pq_exec(conn,
+                   "SELECT m.checksum, m.name,"
+                   "       encode(sha256(convert_to($3, 'UTF8')), 'hex')"
+                   "  FROM (SELECT 1) one"
+                   "  LEFT JOIN core.migrations m ON m.component = $1 AND m.version = $2",
+                   3, p, &rc);
     if (!res) {
         snprintf(err, errlen, "%s/%s: %s", component, m->name, PQerrorMessage(conn));
         return rc;

@@ -92,7 +92,8 @@ static int s_add_type(sc__registry_t *reg, size_t cap, const char *name, int plu
                      reg->slots[plugin].p->name);
             return -EINVAL;
         }
-        *e = (sc__type_t){.name = name, .owner = plugin, .flags = t->flags, .validate = t->validate};
+        *e =
+            (sc__type_t){.name = name, .owner = plugin, .flags = t->flags, .validate = t->validate};
         return 0;
     }
     if (reg->ntypes == cap)

@@ -54,7 +54,10 @@ typedef struct sc__runner {
 
 /* ---- the host table ---- */
 
-static sc__runner_t *s_runner(sc_ctx_t *ctx) { return (sc__runner_t *)ctx; }
+static sc__runner_t *s_runner(sc_ctx_t *ctx)
+{
+    return (sc__runner_t *)ctx;
+}
 
 static void s_set_error(sc__runner_t *r, const char *fmt, va_list ap)
 {
@@ -88,8 +91,14 @@ static sc_time_t s_host_now(sc_ctx_t *ctx)
     return sc__clock_now();
 }
 
-static PGconn *s_host_db(sc_ctx_t *ctx) { return s_runner(ctx)->conn; }
-static const json_t *s_host_config(sc_ctx_t *ctx) { return s_runner(ctx)->config; }
+static PGconn *s_host_db(sc_ctx_t *ctx)
+{
+    return s_runner(ctx)->conn;
+}
+static const json_t *s_host_config(sc_ctx_t *ctx)
+{
+    return s_runner(ctx)->config;
+}
 
 static int s_host_emit(sc_ctx_t *ctx, const sc_emit_t *e)
 {
@@ -160,7 +169,10 @@ static json_t *s_host_person(sc_ctx_t *ctx, const char *person)
     return sc__directory_person(s_runner(ctx)->conn, person);
 }
 
-static const char *s_host_tz(sc_ctx_t *ctx) { return s_runner(ctx)->d->timezone; }
+static const char *s_host_tz(sc_ctx_t *ctx)
+{
+    return s_runner(ctx)->d->timezone;
+}
 
 static json_t *s_host_class(sc_ctx_t *ctx, const char *school, const char *klass)
 {
@@ -401,8 +413,7 @@ static void s_process(sc__runner_t *r, int max)
         res = NULL;
     }
     if (!res) {
-        sc__log(SC_LOG_ERR, r->p->name, "could not read the journal: %s",
-                PQerrorMessage(r->conn));
+        sc__log(SC_LOG_ERR, r->p->name, "could not read the journal: %s", PQerrorMessage(r->conn));
         sc__db_exec(r->conn, "ROLLBACK");
         s_check_conn(r, rc);
         return;
@@ -1030,8 +1041,8 @@ static int s_tick_all(sc__daemon_t *d, sc_time_t t, sc_time_t *next, bool *again
             continue;
         zmq_msg_t reply;
         char st[16];
-        if (s_request(r, "TICK", &t, sizeof t, deadline_ms - sc__mono_ms(), &reply, st,
-                      sizeof st) < 0)
+        if (s_request(r, "TICK", &t, sizeof t, deadline_ms - sc__mono_ms(), &reply, st, sizeof st) <
+            0)
             return -ETIMEDOUT;
         sc_time_t n = SC_TIME_NEVER;
         if (zmq_msg_size(&reply) == sizeof n)

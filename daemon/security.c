@@ -20,9 +20,9 @@ static struct {
     pthread_rwlock_t lock;
     bool curve;
     char public_key[41]; /* the ingest socket's, for status */
-    json_t *sources;   /* name → {public_key, schools[], districts[], enabled} */
-    json_t *keys;      /* Z85 public key → name, enabled sources only */
-    json_t *districts; /* school → district, for grants given by district */
+    json_t *sources;     /* name → {public_key, schools[], districts[], enabled} */
+    json_t *keys;        /* Z85 public key → name, enabled sources only */
+    json_t *districts;   /* school → district, for grants given by district */
     json_t *subscribers; /* Z85 keys allowed on the publish socket */
 } s_sec = {.lock = PTHREAD_RWLOCK_INITIALIZER};
 
@@ -30,13 +30,16 @@ static const char *const s_reason_names[] = {"source_mismatch", "revoked", "not_
                                              "plugin_only"};
 atomic_uint_fast64_t sc__forbidden_by[SC__FORBID_COUNT];
 
-const char *sc__forbid_reason(int r) { return r >= 0 && r < SC__FORBID_COUNT ? s_reason_names[r] : "?"; }
+const char *sc__forbid_reason(int r)
+{
+    return r >= 0 && r < SC__FORBID_COUNT ? s_reason_names[r] : "?";
+}
 
 /* True for endpoints only this machine can reach. */
 static bool s_local_endpoint(const char *endpoint)
 {
-    static const char *const local[] = {"ipc://", "inproc://", "tcp://127.", "tcp://localhost:",
-                                        "tcp://[::1]:", NULL};
+    static const char *const local[] = {"ipc://",           "inproc://",    "tcp://127.",
+                                        "tcp://localhost:", "tcp://[::1]:", NULL};
     for (size_t i = 0; local[i]; i++)
         if (strncmp(endpoint, local[i], strlen(local[i])) == 0)
             return true;
@@ -108,13 +111,14 @@ static void *s_zap_main(void *arg)
             zmq_msg_size(&f[6]) == 32) {
             char key[41];
             zmq_z85_encode(key, zmq_msg_data(&f[6]), 32);
-            bool publish = zmq_msg_size(&f[2]) == 7 && memcmp(zmq_msg_data(&f[2]), "publish", 7) == 0;
+            bool publish =
+                zmq_msg_size(&f[2]) == 7 && memcmp(zmq_msg_data(&f[2]), "publish", 7) == 0;
             pthread_rwlock_rdlock(&s_sec.lock);
             if (publish) {
                 size_t i;
                 const json_t *k;
-                json_array_foreach(s_sec.subscribers, i, k) if (strcmp(json_string_value(k), key) ==
-                                                                0)
+                json_array_foreach(s_sec.subscribers, i,
+                                   k) if (strcmp(json_string_value(k), key) == 0)
                 {
                     status = "200";
                     text = "OK";
@@ -130,7 +134,8 @@ static void *s_zap_main(void *arg)
             }
             pthread_rwlock_unlock(&s_sec.lock);
             if (status[0] != '2')
-                sc__log(SC_LOG_WARNING, "ingest", "refused %s connection: unknown or revoked key %s",
+                sc__log(SC_LOG_WARNING, "ingest",
+                        "refused %s connection: unknown or revoked key %s",
                         publish ? "a publish" : "an ingest", key);
         }
         if (n >= 2) {
@@ -203,9 +208,15 @@ void sc__security_school(const char *school, const char *district)
     pthread_rwlock_unlock(&s_sec.lock);
 }
 
-bool sc__security_curve(void) { return s_sec.curve; }
+bool sc__security_curve(void)
+{
+    return s_sec.curve;
+}
 
-const char *sc__security_public_key(void) { return s_sec.public_key[0] ? s_sec.public_key : NULL; }
+const char *sc__security_public_key(void)
+{
+    return s_sec.public_key[0] ? s_sec.public_key : NULL;
+}
 
 static bool s_listed(const json_t *list, const char *code)
 {
@@ -255,7 +266,8 @@ int sc__security_start(sc__daemon_t *d, char *err, size_t errlen)
     s_sec.curve = sc__cfg_bool(core, "ingest", "curve");
     bool pub_curve = sc__cfg_bool(core, "publish", "curve");
     json_decref(s_sec.subscribers);
-    s_sec.subscribers = json_incref(json_object_get(json_object_get(core, "publish"), "subscribers"));
+    s_sec.subscribers =
+        json_incref(json_object_get(json_object_get(core, "publish"), "subscribers"));
     if (!s_sec.curve && !pub_curve)
         return 0;
     if (!zmq_has("curve")) {
@@ -308,10 +320,11 @@ int sc__security_setup(sc__daemon_t *d, void *router, char *err, size_t errlen)
                               errlen);
     if (!s_local_endpoint(endpoint)) {
         if (!insecure) {
-            snprintf(err, errlen,
-                     "ingest.endpoint: \"%s\" is reachable from other machines; turn on "
-                     "ingest.curve, or set ingest.insecure = true to accept anyone who can reach it",
-                     endpoint);
+            snprintf(
+                err, errlen,
+                "ingest.endpoint: \"%s\" is reachable from other machines; turn on "
+                "ingest.curve, or set ingest.insecure = true to accept anyone who can reach it",
+                endpoint);
             return -EPERM;
         }
         sc__log(SC_LOG_WARNING, "ingest",
@@ -343,7 +356,8 @@ static json_t *s_fail(const char *fmt, ...)
     return json_pack("{s:b, s:s, s:s}", "ok", 0, "error", "invalid_request", "detail", detail);
 }
 
-/* A text[] literal of req[key], a list of codes; NULL with detail written when one is not a code. */
+/* A text[] literal of req[key], a list of codes; NULL with detail written when one is not a code.
+ */
 static char *s_codes(const json_t *req, const char *key, char *detail, size_t dlen)
 {
     json_t *wrap = json_object();
@@ -429,16 +443,17 @@ json_t *sc__security_control(sc__daemon_t *d, const char *cmd, const json_t *req
     } else if (strcmp(cmd, "source.grant") == 0 || strcmp(cmd, "source.ungrant") == 0) {
         bool grant = strcmp(cmd, "source.grant") == 0;
         const char *p[3] = {name, schools, districts};
-        res = sc_pq_exec(d->conn,
-                         grant ? "UPDATE core.sources SET"
-                                 "  schools = ARRAY(SELECT DISTINCT unnest(schools || $2::text[])),"
-                                 "  districts = ARRAY(SELECT DISTINCT unnest(districts || $3::text[]))"
-                                 " WHERE source = $1 RETURNING 1"
-                               : "UPDATE core.sources SET"
-                                 "  schools = ARRAY(SELECT unnest(schools) EXCEPT SELECT unnest($2::text[])),"
-                                 "  districts = ARRAY(SELECT unnest(districts) EXCEPT SELECT unnest($3::text[]))"
-                                 " WHERE source = $1 RETURNING 1",
-                         3, p, &rc);
+        res = sc_pq_exec(
+            d->conn,
+            grant ? "UPDATE core.sources SET"
+                    "  schools = ARRAY(SELECT DISTINCT unnest(schools || $2::text[])),"
+                    "  districts = ARRAY(SELECT DISTINCT unnest(districts || $3::text[]))"
+                    " WHERE source = $1 RETURNING 1"
+                  : "UPDATE core.sources SET"
+                    "  schools = ARRAY(SELECT unnest(schools) EXCEPT SELECT unnest($2::text[])),"
+                    "  districts = ARRAY(SELECT unnest(districts) EXCEPT SELECT unnest($3::text[]))"
+                    " WHERE source = $1 RETURNING 1",
+            3, p, &rc);
         if (res)
             reply = PQntuples(res) ? json_pack("{s:b, s:s}", "ok", 1, "source", name)
                                    : s_fail("source: no source %s", name);

@@ -21,9 +21,11 @@ char *sc_utf8_clean(char *s)
 {
     unsigned char *p = (unsigned char *)s;
     while (*p) {
-        int n = *p < 0x80 ? 0 : (*p & 0xe0) == 0xc0 ? 1 : (*p & 0xf0) == 0xe0 ? 2
-                                : (*p & 0xf8) == 0xf0                  ? 3
-                                                                       : -1;
+        int n = *p < 0x80             ? 0
+                : (*p & 0xe0) == 0xc0 ? 1
+                : (*p & 0xf0) == 0xe0 ? 2
+                : (*p & 0xf8) == 0xf0 ? 3
+                                      : -1;
         int ok = n >= 0;
         for (int i = 1; ok && i <= n; i++)
             ok = (p[i] & 0xc0) == 0x80;
@@ -32,7 +34,8 @@ char *sc_utf8_clean(char *s)
             ok = 0;
         if (ok && n == 2 && ((*p == 0xe0 && p[1] < 0xa0) || (*p == 0xed && p[1] >= 0xa0)))
             ok = 0;
-        if (ok && n == 3 && ((*p == 0xf0 && p[1] < 0x90) || *p > 0xf4 || (*p == 0xf4 && p[1] >= 0x90)))
+        if (ok && n == 3 &&
+            ((*p == 0xf0 && p[1] < 0x90) || *p > 0xf4 || (*p == 0xf4 && p[1] >= 0x90)))
             ok = 0;
         if (ok) {
             p += n + 1;
@@ -92,8 +95,9 @@ int sc_check_code(const json_t *obj, const char *prefix, const char *key, bool r
         return sc_fail(detail, dlen, "%s%s: expected a string", prefix, key);
     size_t n = json_string_length(v);
     const char *s = json_string_value(v);
-    if (n == 0 || n > SC_CODE_MAX || strspn(s, "abcdefghijklmnopqrstuvwxyz"
-                                                "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") != n)
+    if (n == 0 || n > SC_CODE_MAX ||
+        strspn(s, "abcdefghijklmnopqrstuvwxyz"
+                  "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:") != n)
         return sc_fail(detail, dlen,
                        "%s%s: must be a code of 1 to %d letters, digits and - _ . :", prefix, key,
                        SC_CODE_MAX);
@@ -163,8 +167,8 @@ int sc_check_int(const json_t *obj, const char *prefix, const char *key, bool re
         return sc_fail(detail, dlen, "%s%s: expected an integer", prefix, key);
     json_int_t n = json_integer_value(v);
     if (n < min || n > max)
-        return sc_fail(detail, dlen, "%s%s: must be between %" JSON_INTEGER_FORMAT
-                       " and %" JSON_INTEGER_FORMAT,
+        return sc_fail(detail, dlen,
+                       "%s%s: must be between %" JSON_INTEGER_FORMAT " and %" JSON_INTEGER_FORMAT,
                        prefix, key, min, max);
     return 0;
 }

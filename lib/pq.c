@@ -28,14 +28,13 @@ int sc_pq_error(PGconn *conn, const PGresult *res)
     /* 08: connection exception; 40001/40P01: serialization, deadlock; 55P03 lock
      * not available; 53300 too many connections; 57P0x: shutting down. */
     if (strncmp(state, "08", 2) == 0 || strcmp(state, "40001") == 0 ||
-        strcmp(state, "40P01") == 0 || strcmp(state, "55P03") == 0 ||
-        strcmp(state, "53300") == 0 || strncmp(state, "57P0", 4) == 0)
+        strcmp(state, "40P01") == 0 || strcmp(state, "55P03") == 0 || strcmp(state, "53300") == 0 ||
+        strncmp(state, "57P0", 4) == 0)
         return -EAGAIN;
     return -EIO;
 }
 
-PGresult *sc_pq_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
-                     int *rc)
+PGresult *sc_pq_exec(PGconn *conn, const char *sql, int nparams, const char *const *params, int *rc)
 {
     PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(res);

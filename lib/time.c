@@ -128,16 +128,20 @@ static int s_parse(const char *s, sc_time_t *out, bool pg)
     }
     if (*p != '\0')
         return -EINVAL;
-    int64_t secs = sc_days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 +
-                   se - offset;
+    int64_t secs =
+        sc_days_from_civil(y, (unsigned)mo, (unsigned)d) * 86400 + h * 3600 + mi * 60 + se - offset;
     /* Years 0001 to 9999 in UTC too, so that every time parsed can be written back. */
-    if (secs < sc_days_from_civil(1, 1, 1) * 86400 || secs >= sc_days_from_civil(10000, 1, 1) * 86400)
+    if (secs < sc_days_from_civil(1, 1, 1) * 86400 ||
+        secs >= sc_days_from_civil(10000, 1, 1) * 86400)
         return -EINVAL;
     *out = secs * SC_USEC_PER_SEC + usec;
     return 0;
 }
 
-int sc_time_parse(const char *s, sc_time_t *out) { return s_parse(s, out, false); }
+int sc_time_parse(const char *s, sc_time_t *out)
+{
+    return s_parse(s, out, false);
+}
 
 sc_time_t sc_pq_time(const PGresult *res, int row, int col, sc_time_t def)
 {

@@ -67,14 +67,14 @@ typedef int (*sc_validate_fn)(const sc_event_t *ev, char *detail, size_t detail_
 
 /* Flags of an owned type. */
 enum sc_type_flags {
-    SC_TYPE_EMITTED = 1u << 0, /* only the plugin raises it: refused from senders */
+    SC_TYPE_EMITTED = 1u << 0,  /* only the plugin raises it: refused from senders */
     SC_TYPE_DISTRICT = 1u << 1, /* may be addressed to a district instead of a school */
 };
 
 /* One type a plugin owns. Arrays of these end with an entry whose name is NULL. */
 struct sc_type {
-    const char *name; /* exact type, "hazard.reported" */
-    unsigned flags;   /* enum sc_type_flags */
+    const char *name;        /* exact type, "hazard.reported" */
+    unsigned flags;          /* enum sc_type_flags */
     sc_validate_fn validate; /* NULL: any data object is accepted */
 };
 
@@ -160,7 +160,8 @@ struct sc_host {
      * the school is unknown or on error.
      */
     json_t *(*school)(sc_ctx_t *ctx, const char *school);
-    /* One person: new reference to {"person","name","roles","contacts","school","district"} or NULL. */
+    /* One person: new reference to {"person","name","roles","contacts","school","district"} or
+     * NULL. */
     json_t *(*person)(sc_ctx_t *ctx, const char *person);
     /* The daemon-wide default time zone ("Asia/Shanghai"). */
     const char *(*default_timezone)(sc_ctx_t *ctx);
@@ -220,13 +221,28 @@ typedef const struct sc_plugin *(*sc_plugin_entry_fn)(void);
 /* Declares a plugin's entry: SC_PLUGIN_DEFINE(hazard_plugin) after the struct. */
 #define SC_PLUGIN_DEFINE(var)                                                                      \
     SC_EXPORT const struct sc_plugin *sc_plugin_entry(void);                                       \
-    SC_EXPORT const struct sc_plugin *sc_plugin_entry(void) { return &(var); }
+    SC_EXPORT const struct sc_plugin *sc_plugin_entry(void)                                        \
+    {                                                                                              \
+        return &(var);                                                                             \
+    }
 
 /* Inline wrappers: the names plugins use. */
-static inline sc_time_t sc_now(sc_ctx_t *ctx) { return ctx->host->now(ctx); }
-static inline PGconn *sc_db(sc_ctx_t *ctx) { return ctx->host->db(ctx); }
-static inline const json_t *sc_config(sc_ctx_t *ctx) { return ctx->host->config(ctx); }
-static inline int sc_emit(sc_ctx_t *ctx, const sc_emit_t *ev) { return ctx->host->emit(ctx, ev); }
+static inline sc_time_t sc_now(sc_ctx_t *ctx)
+{
+    return ctx->host->now(ctx);
+}
+static inline PGconn *sc_db(sc_ctx_t *ctx)
+{
+    return ctx->host->db(ctx);
+}
+static inline const json_t *sc_config(sc_ctx_t *ctx)
+{
+    return ctx->host->config(ctx);
+}
+static inline int sc_emit(sc_ctx_t *ctx, const sc_emit_t *ev)
+{
+    return ctx->host->emit(ctx, ev);
+}
 
 __attribute__((format(printf, 3, 4))) static inline void sc_log(sc_ctx_t *ctx, int level,
                                                                 const char *fmt, ...)

@@ -89,8 +89,8 @@ int sc_check_array(const json_t *obj, const char *prefix, const char *key, bool 
 int sc_check_enum_array(const json_t *obj, const char *prefix, const char *key, bool required,
                         const char *const *allowed, char *detail, size_t dlen);
 /* Refuses members of obj not named in `known` (NULL-terminated). */
-int sc_check_known(const json_t *obj, const char *prefix, const char *const *known,
-                   char *detail, size_t dlen);
+int sc_check_known(const json_t *obj, const char *prefix, const char *const *known, char *detail,
+                   size_t dlen);
 
 /*
  * Makes s valid UTF-8 in place, for text that may quote a sender's bytes or was
@@ -100,8 +100,7 @@ int sc_check_known(const json_t *obj, const char *prefix, const char *const *kno
 char *sc_utf8_clean(char *s);
 
 /* Writes "field: rule" style text; returns -EINVAL so callers can `return sc_fail(…)`. */
-__attribute__((format(printf, 3, 4))) int sc_fail(char *detail, size_t dlen, const char *fmt,
-                                                  ...);
+__attribute__((format(printf, 3, 4))) int sc_fail(char *detail, size_t dlen, const char *fmt, ...);
 
 /* A string member or NULL (borrowed). */
 const char *sc_json_str(const json_t *obj, const char *key);
@@ -131,7 +130,8 @@ PGresult *sc_pq_exec(PGconn *conn, const char *sql, int nparams, const char *con
  */
 int sc_pq_error(PGconn *conn, const PGresult *res);
 
-/* A field as a new JSON value: json/jsonb parsed, integers, booleans, floats, text; NULL → json null. */
+/* A field as a new JSON value: json/jsonb parsed, integers, booleans, floats, text; NULL → json
+ * null. */
 json_t *sc_pq_value(const PGresult *res, int row, int col);
 
 /* All rows as a new array of objects keyed by column name. */

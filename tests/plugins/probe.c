@@ -105,9 +105,8 @@ static int s_handle(sc_ctx_t *ctx, void *state, const sc_event_t *ev)
     snprintf(n, sizeof n, "%lld", (long long)sc_json_int(ev->data, "n", -1));
     const char *p[3] = {id, ev->type, n};
     int rc;
-    PGresult *res = sc_pq_exec(sc_db(ctx),
-                               "INSERT INTO " S ".handled (event, type, n) VALUES ($1, $2, $3)", 3,
-                               p, &rc);
+    PGresult *res = sc_pq_exec(
+        sc_db(ctx), "INSERT INTO " S ".handled (event, type, n) VALUES ($1, $2, $3)", 3, p, &rc);
     if (!res)
         return rc;
     PQclear(res);
@@ -122,9 +121,8 @@ static int s_handle(sc_ctx_t *ctx, void *state, const sc_event_t *ev)
         PQclear(res);
     } else if (strcmp(ev->type, PROBE_NAME ".echo") == 0) {
         json_t *data = json_pack("{s:I}", "of", (json_int_t)ev->id);
-        rc = sc_emit(ctx, &(sc_emit_t){.type = PROBE_NAME ".echoed",
-                                       .school = ev->school,
-                                       .data = data});
+        rc = sc_emit(
+            ctx, &(sc_emit_t){.type = PROBE_NAME ".echoed", .school = ev->school, .data = data});
         json_decref(data);
         return rc;
     }
@@ -175,10 +173,11 @@ static int s_query(sc_ctx_t *ctx, void *state, const json_t *req, json_t **reply
         return -EINVAL;
     }
     int rc;
-    PGresult *res = sc_pq_exec(sc_db(ctx),
-                               "SELECT count(*) AS handled, count(DISTINCT event) AS distinct_events"
-                               "  FROM " S ".handled",
-                               0, NULL, &rc);
+    PGresult *res =
+        sc_pq_exec(sc_db(ctx),
+                   "SELECT count(*) AS handled, count(DISTINCT event) AS distinct_events"
+                   "  FROM " S ".handled",
+                   0, NULL, &rc);
     if (!res)
         return rc;
     *reply = json_incref(json_array_get(sc_pq_rows(res), 0));

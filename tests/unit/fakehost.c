@@ -41,9 +41,18 @@ static void s_vlog(sc_ctx_t *ctx, int level, const char *fmt, va_list ap)
     sc__vlog(level, self->plugin->name, fmt, ap);
 }
 
-static sc_time_t s_now(sc_ctx_t *ctx) { return ((fh_t *)ctx)->now; }
-static PGconn *s_db(sc_ctx_t *ctx) { return ((fh_t *)ctx)->conn; }
-static const json_t *s_config(sc_ctx_t *ctx) { return ((fh_t *)ctx)->config; }
+static sc_time_t s_now(sc_ctx_t *ctx)
+{
+    return ((fh_t *)ctx)->now;
+}
+static PGconn *s_db(sc_ctx_t *ctx)
+{
+    return ((fh_t *)ctx)->conn;
+}
+static const json_t *s_config(sc_ctx_t *ctx)
+{
+    return ((fh_t *)ctx)->config;
+}
 
 static int s_emit(sc_ctx_t *ctx, const sc_emit_t *ev)
 {
@@ -74,13 +83,16 @@ static bool s_has_role(const json_t *p, const char *role)
 {
     size_t i;
     const json_t *r;
-    json_array_foreach(json_object_get(p, "roles"), i, r) if (json_is_string(r) &&
-                                                               strcmp(json_string_value(r),
-                                                                      role) == 0) return true;
+    json_array_foreach(json_object_get(p, "roles"), i,
+                       r) if (json_is_string(r) &&
+                              strcmp(json_string_value(r), role) == 0) return true;
     return false;
 }
 
-static bool s_streq(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
+static bool s_streq(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
 
 static json_t *s_people_with_role(sc_ctx_t *ctx, const char *school, const char *district,
                                   const char *role)
@@ -94,7 +106,8 @@ static json_t *s_people_with_role(sc_ctx_t *ctx, const char *school, const char 
         if (!s_has_role(p, role))
             continue;
         const char *ps = sc_json_str(p, "school"), *pd = sc_json_str(p, "district");
-        if ((school && s_streq(ps, school)) || (!school && district && !ps && s_streq(pd, district)))
+        if ((school && s_streq(ps, school)) ||
+            (!school && district && !ps && s_streq(pd, district)))
             json_array_append(out, (json_t *)p);
     }
     return out;
@@ -120,8 +133,8 @@ static json_t *s_person(sc_ctx_t *ctx, const char *person)
     fh_t *self = (fh_t *)ctx;
     size_t i;
     const json_t *p;
-    json_array_foreach(self->people, i, p) if (s_streq(sc_json_str(p, "person"), person)) return
-        json_deep_copy(p);
+    json_array_foreach(self->people, i,
+                       p) if (s_streq(sc_json_str(p, "person"), person)) return json_deep_copy(p);
     return NULL;
 }
 
@@ -136,9 +149,9 @@ static json_t *s_school_class(sc_ctx_t *ctx, const char *school, const char *kla
     fh_t *self = (fh_t *)ctx;
     size_t i;
     const json_t *c;
-    json_array_foreach(self->classes, i, c) if (s_streq(sc_json_str(c, "school"), school) &&
-                                                s_streq(sc_json_str(c, "class"), klass)) return
-        json_deep_copy(c);
+    json_array_foreach(self->classes, i,
+                       c) if (s_streq(sc_json_str(c, "school"), school) &&
+                              s_streq(sc_json_str(c, "class"), klass)) return json_deep_copy(c);
     return NULL;
 }
 
@@ -298,10 +311,22 @@ void fh_destroy(fh_t **pself)
     *pself = NULL;
 }
 
-const struct sc_plugin *fh_plugin(fh_t *self) { return self->plugin; }
-PGconn *fh_db(fh_t *self) { return self->conn; }
-void fh_set_now(fh_t *self, sc_time_t now) { self->now = now; }
-sc_time_t fh_now(fh_t *self) { return self->now; }
+const struct sc_plugin *fh_plugin(fh_t *self)
+{
+    return self->plugin;
+}
+PGconn *fh_db(fh_t *self)
+{
+    return self->conn;
+}
+void fh_set_now(fh_t *self, sc_time_t now)
+{
+    self->now = now;
+}
+sc_time_t fh_now(fh_t *self)
+{
+    return self->now;
+}
 
 void fh_add_school(fh_t *self, const char *json)
 {

@@ -1,4 +1,5 @@
-/* A fake host for plugin unit tests: loads the real .so, gives it a real database and a hand-set clock. */
+/* A fake host for plugin unit tests: loads the real .so, gives it a real database and a hand-set
+ * clock. */
 #ifndef SC_TEST_FAKEHOST_H
 #define SC_TEST_FAKEHOST_H
 

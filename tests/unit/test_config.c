@@ -1,11 +1,12 @@
-/* Unit tests: the config file and plugin sections — every refusal names file and line or the key's path. */
+/* Unit tests: the config file and plugin sections — every refusal names file and line or the key's
+ * path. */
 #include "../../daemon/internal.h"
 
+#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,7 +77,8 @@ static void test_refusals(void **state)
     }
     sc__config_t *cfg = NULL;
     char err[512];
-    assert_int_not_equal(sc__config_load("/nonexistent/safecampusd.conf", &cfg, err, sizeof err), 0);
+    assert_int_not_equal(sc__config_load("/nonexistent/safecampusd.conf", &cfg, err, sizeof err),
+                         0);
     assert_non_null(strstr(err, "could not read"));
 }
 
@@ -84,12 +86,9 @@ static void test_plugin_sections(void **state)
 {
     (void)state;
     static const struct sc_config_key keys[] = {
-        {"general_days", SC_CFG_INT, "7", ""},
-        {"reminder", SC_CFG_DURATION, "\"1d\"", ""},
-        {"ratio", SC_CFG_FLOAT, "0.5", ""},
-        {"notify", SC_CFG_BOOL, "true", ""},
-        {"rules", SC_CFG_LIST, "[]", ""},
-        {NULL, 0, NULL, NULL},
+        {"general_days", SC_CFG_INT, "7", ""}, {"reminder", SC_CFG_DURATION, "\"1d\"", ""},
+        {"ratio", SC_CFG_FLOAT, "0.5", ""},    {"notify", SC_CFG_BOOL, "true", ""},
+        {"rules", SC_CFG_LIST, "[]", ""},      {NULL, 0, NULL, NULL},
     };
     json_t *out = NULL;
     char err[256];

@@ -1,11 +1,11 @@
 /* Unit tests: the envelope rules, each bad envelope with its error code and detail. */
 #include "../../daemon/internal.h"
 
+#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -82,8 +82,8 @@ static const struct {
     {"{" HAZ ",\"data\":{\"risk\":\"major\"}}", SC__E_INVALID, "data.hazard: required", NULL},
     {"{\"type\":\"hazard.unknown\",\"school\":\"s\",\"source\":\"a\",\"data\":{}}",
      SC__E_UNKNOWN_TYPE, "type: hazard.unknown is not a known event type", NULL},
-    {"{\"type\":\"hazard.overdue\",\"school\":\"s\",\"source\":\"a\",\"data\":{}}",
-     SC__E_FORBIDDEN, "raised by the daemon's plugins", NULL},
+    {"{\"type\":\"hazard.overdue\",\"school\":\"s\",\"source\":\"a\",\"data\":{}}", SC__E_FORBIDDEN,
+     "raised by the daemon's plugins", NULL},
     {"{\"type\":\"inspection.missed\",\"school\":\"s\",\"source\":\"a\",\"data\":{}}",
      SC__E_FORBIDDEN, "raised by the daemon's plugins", NULL},
 };
@@ -94,8 +94,8 @@ static void test_table(void **state)
     for (size_t i = 0; i < sizeof s_cases / sizeof s_cases[0]; i++) {
         sc__envelope_t env;
         char detail[512];
-        int code = sc__envelope_parse(&s_reg, &s_limits, s_cases[i].frame,
-                                      strlen(s_cases[i].frame), NOW, &env, detail, sizeof detail);
+        int code = sc__envelope_parse(&s_reg, &s_limits, s_cases[i].frame, strlen(s_cases[i].frame),
+                                      NOW, &env, detail, sizeof detail);
         if (code != s_cases[i].code || !strstr(detail, s_cases[i].detail))
             fail_msg("case %zu %s: got %s \"%s\", expected %s \"%s\"", i, s_cases[i].frame,
                      sc__error_code(code), detail, sc__error_code(s_cases[i].code),
@@ -111,8 +111,9 @@ static void test_table(void **state)
 static void test_fields_and_defaults(void **state)
 {
     (void)state;
-    const char *frame = "{" HAZ ",\"id\":\"z\",\"actor\":\"t-9\",\"occurred_at\":"
-                        "\"2026-06-18T08:15:00+08:00\",\"data\":{\"hazard\":\"h\",\"risk\":\"major\"}}";
+    const char *frame =
+        "{" HAZ ",\"id\":\"z\",\"actor\":\"t-9\",\"occurred_at\":"
+        "\"2026-06-18T08:15:00+08:00\",\"data\":{\"hazard\":\"h\",\"risk\":\"major\"}}";
     sc__envelope_t env;
     char detail[256];
     assert_int_equal(sc__envelope_parse(&s_reg, &s_limits, frame, strlen(frame), NOW, &env, detail,

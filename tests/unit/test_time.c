@@ -1,11 +1,11 @@
 /* Unit tests: RFC 3339 times, dates and durations. */
 #include <safecampus/util.h>
 
+#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -40,11 +40,11 @@ static void test_bad_times(void **state)
     static const char *const bad[] = {
         "",
         "2026-06-18",
-        "2026-06-18 08:15:00Z",   /* space separator is not RFC 3339 */
-        "2026-06-18T08:15:00",    /* no offset */
+        "2026-06-18 08:15:00Z", /* space separator is not RFC 3339 */
+        "2026-06-18T08:15:00",  /* no offset */
         "2026-06-18T08:15:00+0800",
         "2026-13-01T00:00:00Z",
-        "2026-02-29T00:00:00Z",   /* not a leap year */
+        "2026-02-29T00:00:00Z", /* not a leap year */
         "2026-04-31T00:00:00Z",
         "2026-06-18T24:00:00Z",
         "2026-06-18T08:60:00Z",
@@ -66,8 +66,7 @@ static void test_format_round_trip(void **state)
 {
     (void)state;
     char buf[SC_TIME_LEN];
-    assert_string_equal(sc_time_format(1781741700 * SC_USEC_PER_SEC, buf),
-                        "2026-06-18T00:15:00Z");
+    assert_string_equal(sc_time_format(1781741700 * SC_USEC_PER_SEC, buf), "2026-06-18T00:15:00Z");
     assert_string_equal(sc_time_format(1781741700 * SC_USEC_PER_SEC + 42, buf),
                         "2026-06-18T00:15:00.000042Z");
     assert_string_equal(sc_time_format(-1 * SC_USEC_PER_SEC, buf), "1969-12-31T23:59:59Z");
@@ -94,15 +93,22 @@ static void test_durations(void **state)
     static const struct {
         const char *in;
         int64_t secs;
-    } good[] = {{"90", 90}, {"90s", 90}, {"15m", 900}, {"2h", 7200},
+    } good[] = {{"90", 90},     {"90s", 90},    {"15m", 900},   {"2h", 7200},
                 {"7d", 604800}, {"1w", 604800}, {"1h30m", 5400}};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         int64_t s;
         assert_int_equal(sc_duration_parse(good[i].in, &s), 0);
         assert_int_equal(s, good[i].secs);
     }
-    static const char *const bad[] = {"",       "h",    "10x", "-5", "1.5h", "5 m", "1525028445247w",
-                                      "99999999999999999999", "600000d600000d"};
+    static const char *const bad[] = {"",
+                                      "h",
+                                      "10x",
+                                      "-5",
+                                      "1.5h",
+                                      "5 m",
+                                      "1525028445247w",
+                                      "99999999999999999999",
+                                      "600000d600000d"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         int64_t s;
         if (sc_duration_parse(bad[i], &s) != -EINVAL)
@@ -119,9 +125,11 @@ static void test_utf8_clean(void **state)
         {"plain", "plain"},
         {"\xe4\xb8\xad\xe6\x96\x87", "\xe4\xb8\xad\xe6\x96\x87"}, /* 中文 */
         {"cut \xe4\xb8", "cut "},
-        {"a\xff" "b", "a?b"},
-        {"\xc0\xafx", "??x"},         /* an overlong '/' */
-        {"\xed\xa0\x80.", "???."},   /* a surrogate */
+        {"a\xff"
+         "b",
+         "a?b"},
+        {"\xc0\xafx", "??x"},      /* an overlong '/' */
+        {"\xed\xa0\x80.", "???."}, /* a surrogate */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char buf[64];
@@ -133,9 +141,9 @@ static void test_utf8_clean(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good_times),       cmocka_unit_test(test_bad_times),
+        cmocka_unit_test(test_good_times),        cmocka_unit_test(test_bad_times),
         cmocka_unit_test(test_format_round_trip), cmocka_unit_test(test_dates),
-        cmocka_unit_test(test_durations),       cmocka_unit_test(test_utf8_clean),
+        cmocka_unit_test(test_durations),         cmocka_unit_test(test_utf8_clean),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
