@@ -23,6 +23,47 @@ PGresult *ha_exec(sc_ctx_t *ctx, const char *sql, int n, const char *const *para
     return res;
 }
 
+PGresult *ha_run(sc_ctx_t *ctx, const char *name, int n, const char *const *params, int *rc)
+{
+    PGconn *conn = sc_db(ctx);
+    PGresult *res = PQexecPrepared(conn, name, n, params, NULL, NULL, 0);
+    ExecStatusType status = PQresultStatus(res);
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+        *rc = 0;
+        return res;
+    }
+    *rc = sc_pq_error(conn, res);
+    SC_LOG_ERR(ctx, "%s failed: %s", name, PQerrorMessage(conn));
+    PQclear(res);
+    return NULL;
+}
+
+int ha_prepare(sc_ctx_t *ctx, const struct ha_stmt *stmts)
+{
+    PGconn *conn = sc_db(ctx);
+    int rc;
+    PGresult *have = ha_exec(ctx, "SELECT name FROM pg_prepared_statements", 0, NULL, &rc);
+    if (!have)
+        return rc;
+    for (size_t i = 0; stmts[i].name && rc == 0; i++) {
+        /* A statement of ours already there is this very text: the names are the
+         * plugin's own and only this build of it runs on the connection. */
+        bool there = false;
+        for (int r = 0; r < PQntuples(have) && !there; r++)
+            there = strcmp(PQgetvalue(have, r, 0), stmts[i].name) == 0;
+        if (there)
+            continue;
+        PGresult *res = PQprepare(conn, stmts[i].name, stmts[i].sql, 0, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            rc = sc_pq_error(conn, res);
+            SC_LOG_ERR(ctx, "could not prepare %s: %s", stmts[i].name, PQerrorMessage(conn));
+        }
+        PQclear(res);
+    }
+    PQclear(have);
+    return rc;
+}
+
 void ha_school_tz(sc_ctx_t *ctx, const char *school, char *tz)
 {
     json_t *s = school ? ctx->host->school(ctx, school) : NULL;
@@ -53,18 +94,7 @@ int ha_next_local(sc_ctx_t *ctx, const char *from, const char *hhmm, const char 
     char when[SC_TIME_LEN];
     const char *p[] = {from, hhmm, tz, days, sc_time_format(after, when)};
     int rc;
-    /* Start no earlier than the day before `after`'s local date: a week and a
-     * day further always hold a school day when any weekday is one. */
-    PGresult *res =
-        ha_exec(ctx,
-                "WITH start AS (SELECT greatest($1::date,"
-                "                               ($5::timestamptz AT TIME ZONE $3)::date - 1) AS d)"
-                " SELECT min(x) FROM (SELECT ((g::date + $2::time) AT TIME ZONE $3) AS x"
-                "   FROM start, generate_series(start.d::timestamp, (start.d + 15)::timestamp,"
-                "                               interval '1 day') g"
-                "   WHERE extract(isodow FROM g)::int = ANY ($4::int[])) s"
-                " WHERE x > $5::timestamptz",
-                5, p, &rc);
+    PGresult *res = ha_run(ctx, "ha_next_local", 5, p, &rc);
     if (!res)
         return rc;
     *out = sc_pq_time(res, 0, 0, SC_TIME_NEVER);
@@ -312,60 +342,183 @@ static int s_configure(sc_ctx_t *ctx, struct ha_state *st)
 /* ---- handling events ----------------------------------------------------- */
 
 /*
- * Makes sure the school (and its district) are known, with a first report
- * instant, and moves history_from back to `date` when data is older.
+ * Each event is applied with as few statements as it can be: a round trip costs more
+ * than the work of any one of them. The statements that register something also make
+ * sure the school (and its district) are known, with a first report instant, and move
+ * history_from back when data is older (S_TOUCH); the school's row is rewritten only
+ * when something in it changes, not once per event. Their first parameters are shared:
+ * $1 school, $2 district, $3 time zone, $4 today, $5 the event's date, $6 report_time,
+ * $7 school_days, $8 the daemon's clock.
  */
-static int s_touch_school(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *ev, const char *tz,
-                          const char *today, const char *date)
+#define S_TOUCH                                                                                    \
+    " school_seen AS (UPDATE health.schools"                                                       \
+    "   SET history_from = least(history_from, $5::date, $4::date), timezone = $3::text,"          \
+    "   district = coalesce($2::text, district)"                                                   \
+    "   WHERE school = $1::text AND (history_from > least($5::date, $4::date)"                     \
+    "   OR timezone <> $3::text OR district IS DISTINCT FROM coalesce($2::text, district))),"      \
+    " school_new AS (INSERT INTO health.schools (school, district, timezone, history_from,"        \
+    "   next_report_at) SELECT $1::text, $2::text, $3::text, least($5::date, $4::date),"           \
+    "   health.next_local($4::date, $6::time, $3::text, $7::int[], $8::timestamptz)"               \
+    "   WHERE NOT EXISTS (SELECT 1 FROM health.schools WHERE school = $1::text)),"                 \
+    " district_new AS (INSERT INTO health.districts (district, timezone, next_report_at)"          \
+    "   SELECT $2::text, $3::text,"                                                                \
+    "   health.next_local($4::date, $6::time, $3::text, $7::int[], $8::timestamptz)"               \
+    "   WHERE $2::text IS NOT NULL"                                                                \
+    "   AND NOT EXISTS (SELECT 1 FROM health.districts WHERE district = $2::text)"                 \
+    "   ON CONFLICT (district) DO NOTHING)"
+
+/* What the statements that write an absence return of it, in the order of enum s_col. */
+#define S_CASE_COLUMNS                                                                             \
+    " a.id, a.student, a.class, coalesce(a.grade, '') AS grade, health.ymd(a.date) AS date,"       \
+    " a.reason, a.disease, a.diagnosis, array_to_json(a.symptoms) AS symptoms,"                    \
+    " health.ymd(a.onset) AS onset, a.seen_doctor, coalesce(a.syndrome, '') AS syndrome,"          \
+    " array_to_json(a.syndromes) AS syndromes"
+
+enum s_col {
+    S_COL_ID,
+    S_COL_STUDENT,
+    S_COL_CLASS,
+    S_COL_GRADE,
+    S_COL_DATE,
+    S_COL_REASON,
+    S_COL_DISEASE,
+    S_COL_DIAGNOSIS,
+    S_COL_SYMPTOMS,
+    S_COL_ONSET,
+    S_COL_SEEN,
+    S_COL_SYNDROME,
+    S_COL_SYNDROMES,
+    S_COL_ALERT, /* the disease is one not raised yet as health.case.suspected */
+};
+
+static const struct ha_stmt s_stmts[] = {
+    {"ha_next_local", "SELECT health.next_local($1::date, $2::time, $3::text, $4::int[],"
+                      " $5::timestamptz)"},
+    /* A local date and the instants of its two midnights. $1 an instant, $2 a zone. */
+    {"ha_today", "SELECT health.ymd(d), d::timestamp AT TIME ZONE $2::text,"
+                 " (d + 1)::timestamp AT TIME ZONE $2::text"
+                 " FROM (SELECT ($1::timestamptz AT TIME ZONE $2::text)::date AS d) s"},
+    /* $9 class, $10 present, $11 absent, $12 symptomatic, $13 note, $14 event, $15 recorded. */
+    {"ha_morning_check",
+     "WITH mc AS (INSERT INTO health.morning_checks (school, class, date, present, absent,"
+     " symptomatic, note, event, recorded_at) VALUES ($1::text, $9, $5::date, $10::int, $11::int,"
+     " $12::int, $13, $14::bigint, $15::timestamptz)"
+     " ON CONFLICT (school, class, date) DO UPDATE SET present = EXCLUDED.present,"
+     " absent = EXCLUDED.absent, symptomatic = EXCLUDED.symptomatic, note = EXCLUDED.note,"
+     " event = EXCLUDED.event, recorded_at = EXCLUDED.recorded_at)," S_TOUCH " SELECT 1"},
+    /*
+     * One pupil's absence on one day, merged with what is stored: members the event
+     * leaves out (NULL here) keep their stored values. $9 student, $10 class, $11 grade,
+     * $12 reason, $13 symptoms (JSON; NULL: keep the stored ones and their syndromes),
+     * $14 syndromes (JSON), $15 primary syndrome, $16 onset, $17 seen_doctor,
+     * $18 diagnosis, $19 disease, $20 note, $21 event, $22 occurred_at, $23 actor,
+     * $24 trace_cutoff.
+     *
+     * An illness or unknown absence without a diagnosis gets a tracing deadline: the
+     * cut-off on the first school day on or after its date that is still ahead of the
+     * report. A diagnosis marks it traced. A personal absence needs no tracing, unless it
+     * was already found overdue. case_alerted takes the disease at once; the last column
+     * says whether health.case.suspected is still to be raised for it.
+     */
+    {"ha_reported",
+     "WITH old AS (SELECT symptoms, syndromes, syndrome, onset, seen_doctor, diagnosis, disease,"
+     "   note, trace_due, traced_at, traced_by, untraced_at, case_alerted"
+     "   FROM health.absences WHERE school = $1::text AND student = $9::text AND date = $5::date"
+     "   FOR UPDATE),"
+     " m AS (SELECT o.trace_due, o.traced_at, o.traced_by, o.untraced_at, o.case_alerted,"
+     "   nullif(coalesce($18::text, o.diagnosis), '') AS diagnosis,"
+     "   lower(coalesce($19::text, o.disease)) AS disease,"
+     "   coalesce($16::date, o.onset) AS onset,"
+     "   coalesce($17::boolean, o.seen_doctor) AS seen_doctor,"
+     "   coalesce($20::text, o.note) AS note,"
+     "   CASE WHEN $13::json IS NULL THEN coalesce(o.symptoms, '{}')"
+     "        ELSE ARRAY(SELECT json_array_elements_text($13::json)) END AS symptoms,"
+     "   CASE WHEN $13::json IS NULL THEN coalesce(o.syndromes, '{}')"
+     "        ELSE ARRAY(SELECT json_array_elements_text($14::json)) END AS syndromes,"
+     "   CASE WHEN $13::json IS NULL THEN o.syndrome ELSE $15::text END AS syndrome"
+     "   FROM (VALUES (1)) one LEFT JOIN old o ON true),"
+     " v AS (SELECT m.*, $12::text <> 'personal' AND m.diagnosis IS NULL AS needs_trace,"
+     "   CASE WHEN m.diagnosis IS NOT NULL AND m.traced_at IS NULL THEN $22::timestamptz"
+     "        ELSE m.traced_at END AS now_traced_at,"
+     "   CASE WHEN m.diagnosis IS NOT NULL AND m.traced_at IS NULL THEN $23::text"
+     "        ELSE m.traced_by END AS now_traced_by"
+     "   FROM m),"
+     " saved AS (INSERT INTO health.absences AS a (school, student, class, grade, date, reason,"
+     "   symptoms, syndromes, syndrome, onset, seen_doctor, diagnosis, disease, note,"
+     "   reported_event, reported_at, updated_at, trace_due, traced_at, traced_by, case_alerted)"
+     "   SELECT $1::text, $9::text, $10::text, $11::text, $5::date, $12::text, v.symptoms,"
+     "   v.syndromes, v.syndrome, v.onset, v.seen_doctor, v.diagnosis, v.disease, v.note,"
+     "   $21::bigint, $22::timestamptz, $22::timestamptz,"
+     "   CASE WHEN v.needs_trace AND v.trace_due IS NULL AND v.now_traced_at IS NULL"
+     "        THEN health.next_local($5::date, $24::time, $3::text, $7::int[], $22::timestamptz)"
+     "        WHEN NOT v.needs_trace AND v.now_traced_at IS NULL AND v.untraced_at IS NULL"
+     "        THEN NULL ELSE v.trace_due END,"
+     "   v.now_traced_at, v.now_traced_by, coalesce(v.disease, v.case_alerted)"
+     "   FROM v"
+     "   ON CONFLICT (school, student, date) DO UPDATE SET class = EXCLUDED.class,"
+     "   grade = EXCLUDED.grade, reason = EXCLUDED.reason, symptoms = EXCLUDED.symptoms,"
+     "   syndromes = EXCLUDED.syndromes, syndrome = EXCLUDED.syndrome, onset = EXCLUDED.onset,"
+     "   seen_doctor = EXCLUDED.seen_doctor, diagnosis = EXCLUDED.diagnosis,"
+     "   disease = EXCLUDED.disease, note = EXCLUDED.note, updated_at = EXCLUDED.updated_at,"
+     "   trace_due = EXCLUDED.trace_due, traced_at = EXCLUDED.traced_at,"
+     "   traced_by = EXCLUDED.traced_by, case_alerted = EXCLUDED.case_alerted"
+     "   RETURNING" S_CASE_COLUMNS ")," S_TOUCH
+     " SELECT saved.*, v.disease IS NOT NULL AND v.case_alerted IS DISTINCT FROM v.disease"
+     " FROM saved, v"},
+    /*
+     * The cause of a registered absence. $1 school, $2 student, $3 date, $4 diagnosis,
+     * $5 by, $6 occurred_at, $7 reason, $8 disease, $9 seen_doctor, $10 note. The second
+     * scan of the row (o) still shows the disease last raised.
+     */
+    {"ha_traced",
+     "UPDATE health.absences a SET diagnosis = $4::text, traced_by = $5::text,"
+     " traced_at = coalesce(a.traced_at, $6::timestamptz), updated_at = $6::timestamptz,"
+     " reason = coalesce($7::text, a.reason), disease = coalesce(lower($8::text), a.disease),"
+     " seen_doctor = coalesce($9::boolean, a.seen_doctor), note = coalesce($10::text, a.note),"
+     " case_alerted = coalesce(lower($8::text), a.disease, a.case_alerted)"
+     " FROM health.absences o"
+     " WHERE a.school = $1::text AND a.student = $2::text AND a.date = $3::date AND o.id = a.id"
+     " RETURNING" S_CASE_COLUMNS
+     ", a.disease IS NOT NULL AND o.case_alerted IS DISTINCT FROM a.disease"},
+    {NULL, NULL},
+};
+
+/*
+ * Today's local date in tz (11 bytes) by the daemon's clock. A date holds from one
+ * local midnight to the next, so it is asked of the database once per zone and day,
+ * not once per event.
+ */
+static int s_today(sc_ctx_t *ctx, struct ha_state *st, const char *tz, char *today)
 {
-    int rc;
-    PGresult *res = NULL;
-    const char *from = strcmp(date, today) < 0 ? date : today;
-    const char *p1[] = {ev->school, from, tz, ev->district};
-    res = ha_exec(ctx,
-                  "UPDATE health.schools SET history_from = least(history_from, $2::date),"
-                  " timezone = $3, district = coalesce($4, district) WHERE school = $1",
-                  4, p1, &rc);
-    if (!res)
-        return rc;
-    bool known = strcmp(PQcmdTuples(res), "0") != 0;
-    PQclear(res);
-    char when[SC_TIME_LEN];
-    sc_time_t next;
-    if (!known) {
-        if ((rc = ha_next_local(ctx, today, st->report_time, tz, st->school_days, sc_now(ctx),
-                                &next)) < 0)
-            return rc;
-        const char *p2[] = {ev->school, ev->district, tz, from, sc_time_format(next, when)};
-        res = ha_exec(ctx,
-                      "INSERT INTO health.schools (school, district, timezone, history_from,"
-                      " next_report_at) VALUES ($1, $2, $3, $4::date, $5::timestamptz)",
-                      5, p2, &rc);
-        if (!res)
-            return rc;
-        PQclear(res);
+    sc_time_t now = sc_now(ctx);
+    struct ha_today *slot = NULL;
+    for (size_t i = 0; i < HA_TODAY_CACHED; i++) {
+        struct ha_today *t = &st->today[i];
+        if (strcmp(t->tz, tz) != 0)
+            continue;
+        if (t->from <= now && now < t->until) {
+            memcpy(today, t->date, sizeof t->date);
+            return 0;
+        }
+        slot = t;
     }
-    if (!ev->district)
-        return 0;
-    const char *p3[] = {ev->district};
-    res = ha_exec(ctx, "SELECT 1 FROM health.districts WHERE district = $1", 1, p3, &rc);
+    char when[SC_TIME_LEN];
+    const char *p[] = {sc_time_format(now, when), tz};
+    int rc;
+    PGresult *res = ha_run(ctx, "ha_today", 2, p, &rc);
     if (!res)
         return rc;
-    known = PQntuples(res) > 0;
+    snprintf(today, 11, "%s", PQgetvalue(res, 0, 0));
+    sc_time_t from = sc_pq_time(res, 0, 1, SC_TIME_NEVER), until = sc_pq_time(res, 0, 2, 0);
     PQclear(res);
-    if (known)
-        return 0;
-    if ((rc = ha_next_local(ctx, today, st->report_time, tz, st->school_days, sc_now(ctx), &next)) <
-        0)
-        return rc;
-    const char *p4[] = {ev->district, tz, sc_time_format(next, when)};
-    res = ha_exec(ctx,
-                  "INSERT INTO health.districts (district, timezone, next_report_at)"
-                  " VALUES ($1, $2, $3::timestamptz) ON CONFLICT (district) DO NOTHING",
-                  3, p4, &rc);
-    if (!res)
-        return rc;
-    PQclear(res);
+    if (from <= now && now < until) {
+        if (!slot)
+            slot = &st->today[st->today_next++ % HA_TODAY_CACHED];
+        snprintf(slot->tz, sizeof slot->tz, "%s", tz);
+        memcpy(slot->date, today, sizeof slot->date);
+        slot->from = from;
+        slot->until = until;
+    }
     return 0;
 }
 
@@ -375,7 +528,8 @@ static int s_touch_school(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *
  * clock, so "in the future" is judged here, against sc_now() in the school's
  * time zone. Returns 1 when the event was rejected, 0 to go on, or -errno.
  */
-static int s_prologue(sc_ctx_t *ctx, const sc_event_t *ev, char *tz, char *today)
+static int s_prologue(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *ev, char *tz,
+                      char *today)
 {
     int rc;
     if (!ev->school) {
@@ -383,7 +537,7 @@ static int s_prologue(sc_ctx_t *ctx, const sc_event_t *ev, char *tz, char *today
         return rc < 0 ? rc : 1;
     }
     ha_school_tz(ctx, ev->school, tz);
-    if ((rc = ha_local_date(ctx, sc_now(ctx), tz, today)) < 0)
+    if ((rc = s_today(ctx, st, tz, today)) < 0)
         return rc;
     const char *date = sc_json_str(ev->data, "date");
     if (date && strcmp(date, today) > 0) {
@@ -396,9 +550,9 @@ static int s_prologue(sc_ctx_t *ctx, const sc_event_t *ev, char *tz, char *today
 
 static int s_on_morning_check(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *ev)
 {
-    char tz[HA_TZ_MAX], today[11], when[SC_TIME_LEN], evid[24], present[24], absent[24],
-        symptomatic[24];
-    int rc = s_prologue(ctx, ev, tz, today);
+    char tz[HA_TZ_MAX], today[11], now_s[SC_TIME_LEN], when[SC_TIME_LEN], evid[24], present[24],
+        absent[24], symptomatic[24];
+    int rc = s_prologue(ctx, st, ev, tz, today);
     if (rc != 0)
         return rc < 0 ? rc : 0;
     const json_t *d = ev->data;
@@ -408,27 +562,23 @@ static int s_on_morning_check(sc_ctx_t *ctx, struct ha_state *st, const sc_event
     snprintf(symptomatic, sizeof symptomatic, "%" JSON_INTEGER_FORMAT,
              sc_json_int(d, "symptomatic", 0));
     const char *p[] = {ev->school,
-                       sc_json_str(d, "class"),
+                       ev->district,
+                       tz,
+                       today,
                        sc_json_str(d, "date"),
+                       st->report_time,
+                       st->school_days,
+                       sc_time_format(sc_now(ctx), now_s),
+                       sc_json_str(d, "class"),
                        present,
                        absent,
                        json_object_get(d, "symptomatic") ? symptomatic : NULL,
                        sc_json_str(d, "note"),
                        evid,
                        sc_time_format(ev->occurred_at, when)};
-    PGresult *res = ha_exec(
-        ctx,
-        "INSERT INTO health.morning_checks (school, class, date, present, absent, symptomatic,"
-        " note, event, recorded_at) VALUES ($1, $2, $3::date, $4::int, $5::int, $6::int, $7,"
-        " $8::bigint, $9::timestamptz)"
-        " ON CONFLICT (school, class, date) DO UPDATE SET present = EXCLUDED.present,"
-        " absent = EXCLUDED.absent, symptomatic = EXCLUDED.symptomatic, note = EXCLUDED.note,"
-        " event = EXCLUDED.event, recorded_at = EXCLUDED.recorded_at",
-        9, p, &rc);
-    if (!res)
-        return rc;
+    PGresult *res = ha_run(ctx, "ha_morning_check", 15, p, &rc);
     PQclear(res);
-    return s_touch_school(ctx, st, ev, tz, today, sc_json_str(d, "date"));
+    return rc;
 }
 
 /* A grade from the directory as text (it may be stored as a number), or "" when unknown. */
@@ -444,179 +594,140 @@ static void s_grade(sc_ctx_t *ctx, const char *school, const char *klass, char *
     json_decref(c);
 }
 
-/* Raises health.case.suspected for an absence whose disease has not been raised yet. */
-static int s_case_alert(sc_ctx_t *ctx, const sc_event_t *ev, const char *absence)
+/*
+ * Raises health.case.suspected for the absence a statement wrote (row 0 of res, columns
+ * of enum s_col) when its disease has not been raised yet.
+ */
+static int s_case_alert(sc_ctx_t *ctx, const sc_event_t *ev, const PGresult *res)
 {
-    int rc;
-    const char *p[] = {absence};
-    PGresult *res =
-        ha_exec(ctx,
-                "UPDATE health.absences SET case_alerted = disease WHERE id = $1::bigint"
-                " AND disease IS NOT NULL AND case_alerted IS DISTINCT FROM disease"
-                " RETURNING student, class, health.ymd(date), disease, diagnosis,"
-                " array_to_json(symptoms), health.ymd(onset), seen_doctor",
-                1, p, &rc);
-    if (!res)
+    if (PQgetvalue(res, 0, S_COL_ALERT)[0] != 't')
+        return 0;
+    char id[96];
+    snprintf(id, sizeof id, "case:%s:%s", PQgetvalue(res, 0, S_COL_ID),
+             PQgetvalue(res, 0, S_COL_DISEASE));
+    json_t *data = json_pack(
+        "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "student", PQgetvalue(res, 0, S_COL_STUDENT),
+        "class", PQgetvalue(res, 0, S_COL_CLASS), "date", PQgetvalue(res, 0, S_COL_DATE), "disease",
+        PQgetvalue(res, 0, S_COL_DISEASE), "diagnosis", sc_pq_value(res, 0, S_COL_DIAGNOSIS),
+        "symptoms", sc_pq_value(res, 0, S_COL_SYMPTOMS), "onset", sc_pq_value(res, 0, S_COL_ONSET),
+        "seen_doctor", sc_pq_value(res, 0, S_COL_SEEN));
+    return ha_emit(ctx, "health.case.suspected", ev->school, ev->district, id, ev->occurred_at,
+                   data);
+}
+
+/*
+ * The case alert and the cluster rules for the absence a statement wrote (row 0 of res,
+ * columns of enum s_col), in that order.
+ */
+static int s_after_write(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *ev,
+                         const PGresult *res, const char *tz)
+{
+    int rc = s_case_alert(ctx, ev, res);
+    if (rc < 0)
         return rc;
-    if (PQntuples(res) == 1) {
-        char id[96];
-        snprintf(id, sizeof id, "case:%s:%s", absence, PQgetvalue(res, 0, 3));
-        json_t *data = json_pack(
-            "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "student", PQgetvalue(res, 0, 0), "class",
-            PQgetvalue(res, 0, 1), "date", PQgetvalue(res, 0, 2), "disease", PQgetvalue(res, 0, 3),
-            "diagnosis", sc_pq_value(res, 0, 4), "symptoms", sc_pq_value(res, 0, 5), "onset",
-            sc_pq_value(res, 0, 6), "seen_doctor", sc_pq_value(res, 0, 7));
-        rc = ha_emit(ctx, "health.case.suspected", ev->school, ev->district, id, ev->occurred_at,
-                     data);
-    }
-    PQclear(res);
+    struct ha_case c = {.personal = strcmp(PQgetvalue(res, 0, S_COL_REASON), "personal") == 0};
+    if (c.personal)
+        return 0;
+    snprintf(c.id, sizeof c.id, "%s", PQgetvalue(res, 0, S_COL_ID));
+    snprintf(c.school, sizeof c.school, "%s", ev->school);
+    snprintf(c.klass, sizeof c.klass, "%s", PQgetvalue(res, 0, S_COL_CLASS));
+    snprintf(c.grade, sizeof c.grade, "%s", PQgetvalue(res, 0, S_COL_GRADE));
+    snprintf(c.date, sizeof c.date, "%s", PQgetvalue(res, 0, S_COL_DATE));
+    snprintf(c.syndrome, sizeof c.syndrome, "%s", PQgetvalue(res, 0, S_COL_SYNDROME));
+    snprintf(c.disease, sizeof c.disease, "%s", PQgetvalue(res, 0, S_COL_DISEASE));
+    if (!(c.syndromes = json_loads(PQgetvalue(res, 0, S_COL_SYNDROMES), 0, NULL)))
+        return -ENOMEM;
+    rc = ha_cluster_case(ctx, st, &c, tz, ev->district);
+    json_decref(c.syndromes);
     return rc;
 }
 
-/* Picks the given member or, when the event leaves it out, the stored value. */
-static const char *s_pick(const json_t *d, const char *key, const PGresult *old, int col)
+/* A member the event gives (not null), or NULL: the statement then keeps the stored value. */
+static const char *s_given(const json_t *d, const char *key)
 {
     const json_t *v = json_object_get(d, key);
-    if (v && !json_is_null(v))
-        return json_string_value(v);
-    if (old && PQntuples(old) == 1 && !PQgetisnull(old, 0, col))
-        return PQgetvalue(old, 0, col);
-    return NULL;
+    return v && !json_is_null(v) ? json_string_value(v) : NULL;
 }
 
 /*
  * health.absence.reported: registers or updates one pupil's absence on one
- * day. Members left out of an update keep their stored values. An illness or
- * unknown absence without a diagnosis gets a tracing deadline: the cut-off on
- * the first school day on or after its date that is still ahead of the
- * report; a diagnosis (here or later) marks it traced.
+ * day (see ha_reported for how it merges with what is stored and when it must
+ * be traced), then raises what it calls for.
  */
 static int s_on_reported(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *ev)
 {
-    char tz[HA_TZ_MAX], today[11], when[SC_TIME_LEN], grade[HA_NAME_MAX], evid[24],
-        due[SC_TIME_LEN];
-    PGresult *old = NULL, *res = NULL;
-    json_t *syn_json = NULL, *sym_json = NULL;
+    char tz[HA_TZ_MAX], today[11], now_s[SC_TIME_LEN], when[SC_TIME_LEN], grade[HA_NAME_MAX],
+        evid[24];
+    PGresult *res = NULL;
+    json_t *sym_json = NULL, *syn_json = NULL;
     char *sym_text = NULL, *syn_text = NULL;
-    int rc = s_prologue(ctx, ev, tz, today);
+    const char *primary = NULL;
+    int rc = s_prologue(ctx, st, ev, tz, today);
     if (rc != 0)
         return rc < 0 ? rc : 0;
     const json_t *d = ev->data;
-    const char *student = sc_json_str(d, "student"), *date = sc_json_str(d, "date");
-    const char *klass = sc_json_str(d, "class"), *reason = sc_json_str(d, "reason");
 
-    const char *pk[] = {ev->school, student, date};
-    old = ha_exec(ctx,
-                  "SELECT id, array_to_json(symptoms)::text, onset::text, seen_doctor::text,"
-                  " diagnosis, disease, note, traced_at, trace_due, untraced_at, traced_by"
-                  " FROM health.absences WHERE school = $1 AND student = $2 AND date = $3::date"
-                  " FOR UPDATE",
-                  3, pk, &rc);
-    if (!old)
-        goto out;
-    bool exists = PQntuples(old) == 1;
-
+    /* Symptoms the event gives replace the stored ones, each kept once, and so do their
+     * syndromes; a null list clears them. Without the member the stored ones stay. */
     const json_t *symptoms = json_object_get(d, "symptoms");
-    if (!symptoms && exists)
-        symptoms = sym_json = json_loads(PQgetvalue(old, 0, 1), 0, NULL);
-    if (!symptoms)
-        symptoms = sym_json = json_array();
-    /* Keep each symptom once. */
-    json_t *uniq = json_array();
-    size_t i;
-    const json_t *s;
-    json_array_foreach(symptoms, i, s)
-    {
-        bool dup = false;
-        for (size_t k = 0; k < json_array_size(uniq) && !dup; k++)
-            dup = json_equal(json_array_get(uniq, k), s);
-        if (!dup)
-            json_array_append(uniq, (json_t *)s);
+    if (symptoms) {
+        rc = -ENOMEM;
+        if (!(sym_json = json_array()) || !(syn_json = json_array()))
+            goto out;
+        size_t i;
+        const json_t *s;
+        json_array_foreach(symptoms, i, s)
+        {
+            bool dup = false;
+            for (size_t k = 0; k < json_array_size(sym_json) && !dup; k++)
+                dup = json_equal(json_array_get(sym_json, k), s);
+            if (!dup)
+                json_array_append(sym_json, (json_t *)s);
+        }
+        const char *names[HA_SYNDROMES_MAX];
+        size_t nsyn = ha_syndromes(sym_json, names, &primary);
+        for (i = 0; i < nsyn; i++)
+            json_array_append_new(syn_json, json_string(names[i]));
+        sym_text = json_dumps(sym_json, JSON_COMPACT);
+        syn_text = json_dumps(syn_json, JSON_COMPACT);
+        if (!sym_text || !syn_text)
+            goto out;
     }
-    json_decref(sym_json);
-    sym_json = uniq;
-    const char *names[HA_SYNDROMES_MAX], *primary;
-    size_t nsyn = ha_syndromes(sym_json, names, &primary);
-    syn_json = json_array();
-    for (i = 0; i < nsyn; i++)
-        json_array_append_new(syn_json, json_string(names[i]));
-    sym_text = json_dumps(sym_json, JSON_COMPACT);
-    syn_text = json_dumps(syn_json, JSON_COMPACT);
-    rc = -ENOMEM;
-    if (!sym_text || !syn_text)
-        goto out;
-
-    const char *onset = s_pick(d, "onset", old, 2);
     const char *seen = json_object_get(d, "seen_doctor")
                            ? (sc_json_bool(d, "seen_doctor", false) ? "true" : "false")
-                           : s_pick(d, "seen_doctor", old, 3);
-    const char *diagnosis = s_pick(d, "diagnosis", old, 4);
-    const char *disease = s_pick(d, "suspected_disease", old, 5);
-    const char *note = s_pick(d, "note", old, 6);
-    if (diagnosis && !*diagnosis)
-        diagnosis = NULL;
-
-    bool needs_trace = strcmp(reason, "personal") != 0 && !diagnosis;
-    const char *traced_at = exists && !PQgetisnull(old, 0, 7) ? PQgetvalue(old, 0, 7) : NULL;
-    const char *traced_by = exists && !PQgetisnull(old, 0, 10) ? PQgetvalue(old, 0, 10) : NULL;
-    const char *trace_due = exists && !PQgetisnull(old, 0, 8) ? PQgetvalue(old, 0, 8) : NULL;
-    bool untraced = exists && !PQgetisnull(old, 0, 9);
-    if (diagnosis && !traced_at) {
-        traced_at = sc_time_format(ev->occurred_at, when);
-        traced_by = ev->actor;
-    }
-    if (needs_trace && !trace_due && !traced_at) {
-        sc_time_t t;
-        if ((rc = ha_next_local(ctx, date, st->cutoff, tz, st->school_days, ev->occurred_at, &t)) <
-            0)
-            goto out;
-        trace_due = sc_time_format(t, due);
-    }
-    /* A personal absence needs no tracing, unless it was already found overdue. */
-    if (!needs_trace && !traced_at && !untraced)
-        trace_due = NULL;
-
-    s_grade(ctx, ev->school, klass, grade, sizeof grade);
+                           : NULL;
+    s_grade(ctx, ev->school, sc_json_str(d, "class"), grade, sizeof grade);
     snprintf(evid, sizeof evid, "%" PRId64, ev->id);
-    char now_s[SC_TIME_LEN];
-    sc_time_format(ev->occurred_at, now_s);
-    const char *p[] = {ev->school, student,   klass,    grade[0] ? grade : NULL,
-                       date,       reason,    sym_text, syn_text,
-                       primary,    onset,     seen,     diagnosis,
-                       disease,    note,      evid,     now_s,
-                       trace_due,  traced_at, traced_by};
-    res = ha_exec(
-        ctx,
-        "INSERT INTO health.absences AS a (school, student, class, grade, date, reason, symptoms,"
-        " syndromes, syndrome, onset, seen_doctor, diagnosis, disease, note, reported_event,"
-        " reported_at, updated_at, trace_due, traced_at, traced_by)"
-        " VALUES ($1, $2, $3, $4, $5::date, $6,"
-        " ARRAY(SELECT json_array_elements_text($7::json)),"
-        " ARRAY(SELECT json_array_elements_text($8::json)), $9, $10::date, $11::boolean, $12,"
-        " lower($13), $14, $15::bigint, $16::timestamptz, $16::timestamptz, $17::timestamptz,"
-        " $18::timestamptz, $19)"
-        " ON CONFLICT (school, student, date) DO UPDATE SET class = EXCLUDED.class,"
-        " grade = EXCLUDED.grade, reason = EXCLUDED.reason, symptoms = EXCLUDED.symptoms,"
-        " syndromes = EXCLUDED.syndromes, syndrome = EXCLUDED.syndrome, onset = EXCLUDED.onset,"
-        " seen_doctor = EXCLUDED.seen_doctor, diagnosis = EXCLUDED.diagnosis,"
-        " disease = EXCLUDED.disease, note = EXCLUDED.note, updated_at = EXCLUDED.updated_at,"
-        " trace_due = EXCLUDED.trace_due, traced_at = EXCLUDED.traced_at,"
-        " traced_by = EXCLUDED.traced_by"
-        " RETURNING id",
-        19, p, &rc);
-    if (!res)
+    const char *p[] = {ev->school,
+                       ev->district,
+                       tz,
+                       today,
+                       sc_json_str(d, "date"),
+                       st->report_time,
+                       st->school_days,
+                       sc_time_format(sc_now(ctx), now_s),
+                       sc_json_str(d, "student"),
+                       sc_json_str(d, "class"),
+                       grade[0] ? grade : NULL,
+                       sc_json_str(d, "reason"),
+                       sym_text,
+                       syn_text,
+                       primary,
+                       s_given(d, "onset"),
+                       seen,
+                       s_given(d, "diagnosis"),
+                       s_given(d, "suspected_disease"),
+                       s_given(d, "note"),
+                       evid,
+                       sc_time_format(ev->occurred_at, when),
+                       ev->actor,
+                       st->cutoff};
+    if (!(res = ha_run(ctx, "ha_reported", 24, p, &rc)))
         goto out;
-    char absence[24];
-    snprintf(absence, sizeof absence, "%s", PQgetvalue(res, 0, 0));
-    if ((rc = s_case_alert(ctx, ev, absence)) < 0 ||
-        (rc = ha_cluster_case(ctx, st, strtoll(absence, NULL, 10), tz, ev->district)) < 0 ||
-        (rc = s_touch_school(ctx, st, ev, tz, today, date)) < 0)
-        goto out;
-    rc = 0;
+    rc = s_after_write(ctx, st, ev, res, tz);
 out:
     free(sym_text);
     free(syn_text);
-    PQclear(old);
     PQclear(res);
     json_decref(sym_json);
     json_decref(syn_json);
@@ -630,7 +741,7 @@ out:
 static int s_on_traced(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *ev)
 {
     char tz[HA_TZ_MAX], today[11], when[SC_TIME_LEN];
-    int rc = s_prologue(ctx, ev, tz, today);
+    int rc = s_prologue(ctx, st, ev, tz, today);
     if (rc != 0)
         return rc < 0 ? rc : 0;
     const json_t *d = ev->data;
@@ -647,27 +758,16 @@ static int s_on_traced(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *ev)
                        sc_json_str(d, "suspected_disease"),
                        seen,
                        sc_json_str(d, "note")};
-    PGresult *res =
-        ha_exec(ctx,
-                "UPDATE health.absences SET diagnosis = $4, traced_by = $5,"
-                " traced_at = coalesce(traced_at, $6::timestamptz), updated_at = $6::timestamptz,"
-                " reason = coalesce($7, reason), disease = coalesce(lower($8), disease),"
-                " seen_doctor = coalesce($9::boolean, seen_doctor), note = coalesce($10, note)"
-                " WHERE school = $1 AND student = $2 AND date = $3::date RETURNING id",
-                10, p, &rc);
+    PGresult *res = ha_run(ctx, "ha_traced", 10, p, &rc);
     if (!res)
         return rc;
-    if (PQntuples(res) == 0) {
-        PQclear(res);
-        return s_reject(ctx, ev, "no absence of %s on %s is registered", sc_json_str(d, "student"),
-                        sc_json_str(d, "date"));
-    }
-    char absence[24];
-    snprintf(absence, sizeof absence, "%s", PQgetvalue(res, 0, 0));
+    if (PQntuples(res) == 0)
+        rc = s_reject(ctx, ev, "no absence of %s on %s is registered", sc_json_str(d, "student"),
+                      sc_json_str(d, "date"));
+    else
+        rc = s_after_write(ctx, st, ev, res, tz);
     PQclear(res);
-    if ((rc = s_case_alert(ctx, ev, absence)) < 0)
-        return rc;
-    return ha_cluster_case(ctx, st, strtoll(absence, NULL, 10), tz, ev->district);
+    return rc;
 }
 
 static int s_handle(sc_ctx_t *ctx, void *state, const sc_event_t *ev)
@@ -835,7 +935,11 @@ static int s_init(sc_ctx_t *ctx, void **state)
     if (!st)
         return -ENOMEM;
     *state = st;
-    return s_configure(ctx, st);
+    int rc;
+    if ((rc = s_configure(ctx, st)) < 0 || (rc = ha_prepare(ctx, s_stmts)) < 0 ||
+        (rc = ha_prepare(ctx, ha_cluster_stmts)) < 0)
+        return rc;
+    return 0;
 }
 
 static void s_fini(sc_ctx_t *ctx, void *state)

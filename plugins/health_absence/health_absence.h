@@ -85,6 +85,16 @@ struct ha_rule {
     int window_days;            /* within this many consecutive days */
 };
 
+/* How many time zones' "today" the plugin remembers (a district's schools share one or two). */
+#define HA_TODAY_CACHED 8
+
+/* The local date in a zone, valid for the instants [from, until): its midnights. */
+struct ha_today {
+    char tz[HA_TZ_MAX];
+    char date[11];
+    sc_time_t from, until;
+};
+
 struct ha_state {
     char cutoff[8];         /* "17:00" */
     char report_time[8];    /* "18:00" */
@@ -101,7 +111,29 @@ struct ha_state {
     bool ears_rate;
     int64_t retention_secs;
     bool anonymise;
+    struct ha_today today[HA_TODAY_CACHED];
+    size_t today_next; /* the slot a new zone takes */
 };
+
+/*
+ * A statement the plugin prepares on its connection in init (the core runs init again
+ * on every new connection) and runs by name: the handle path runs a few statements per
+ * event, and planning them each time cost more than running them. Arrays end with a NULL
+ * name. Names start with "ha_"; parameters are text, typed by casts in the SQL.
+ */
+struct ha_stmt {
+    const char *name;
+    const char *sql;
+};
+
+/*
+ * Prepares those of stmts the connection does not hold yet (a reload runs init again on
+ * the same connection). Returns 0 or -errno.
+ */
+int ha_prepare(sc_ctx_t *ctx, const struct ha_stmt *stmts);
+
+/* Runs a statement ha_prepare() prepared (text parameters); NULL with *rc set on failure. */
+PGresult *ha_run(sc_ctx_t *ctx, const char *name, int n, const char *const *params, int *rc);
 
 /* Runs sql on the plugin's connection (text parameters); NULL with *rc set on failure. */
 PGresult *ha_exec(sc_ctx_t *ctx, const char *sql, int n, const char *const *params, int *rc);
@@ -129,11 +161,27 @@ int ha_emit(sc_ctx_t *ctx, const char *type, const char *school, const char *dis
 
 /* ---- cluster.c ---- */
 
+/* The absence as the cluster rules see it, as stored after the event was applied. */
+struct ha_case {
+    char id[24];
+    char school[SC_CODE_MAX + 1];
+    char klass[SC_CODE_MAX + 1];
+    char grade[HA_NAME_MAX]; /* "" when the directory does not know it */
+    char date[11];
+    char syndrome[HA_NAME_MAX];    /* primary, or "" */
+    char disease[SC_CODE_MAX + 1]; /* or "" */
+    bool personal;                 /* a personal absence is no case of anything */
+    json_t *syndromes;             /* all of them; owned by whoever filled the struct */
+};
+
+/* The cluster rules' statements, prepared in init. */
+extern const struct ha_stmt ha_cluster_stmts[];
+
 /*
- * Applies the cluster rules to one absence (by its id): adds it to the open
+ * Applies the cluster rules to one absence (c, borrowed): adds it to the open
  * clusters it belongs to and raises new ones. Returns 0 or -errno.
  */
-int ha_cluster_case(sc_ctx_t *ctx, struct ha_state *st, int64_t absence, const char *tz,
+int ha_cluster_case(sc_ctx_t *ctx, struct ha_state *st, const struct ha_case *c, const char *tz,
                     const char *district);
 
 /* Closes the clusters quiet long enough by now. Returns 0 or -errno. */
