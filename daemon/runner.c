@@ -38,7 +38,7 @@ typedef struct sc__runner {
     json_t *config;
     char *subscribe; /* text[] literal of the prefixes */
     json_t *pending; /* events emitted in the open transaction */
-    json_t *schools; /* directory entries read in the open transaction */
+    json_t *schools; /* directory entries (schools, classes) read in the open transaction */
     atomic_int state_code;
     atomic_int_fast64_t cursor, handled, retried, dead, ticks;
     char last_error[512];
@@ -174,9 +174,21 @@ static const char *s_host_tz(sc_ctx_t *ctx)
     return s_runner(ctx)->d->timezone;
 }
 
+/* A class, remembered for the rest of the transaction like a school. */
 static json_t *s_host_class(sc_ctx_t *ctx, const char *school, const char *klass)
 {
-    return sc__directory_class(s_runner(ctx)->conn, school, klass);
+    sc__runner_t *r = s_runner(ctx);
+    char key[2 * SC_CODE_MAX + 8];
+    if (!school || !klass)
+        return NULL;
+    snprintf(key, sizeof key, "class\x1f%s\x1f%s", school, klass);
+    json_t *hit = json_object_get(r->schools, key);
+    if (hit)
+        return json_is_object(hit) ? json_deep_copy(hit) : NULL;
+    json_t *found = sc__directory_class(r->conn, school, klass);
+    if (PQstatus(r->conn) == CONNECTION_OK && PQtransactionStatus(r->conn) != PQTRANS_INERROR)
+        json_object_set_new(r->schools, key, found ? json_deep_copy(found) : json_null());
+    return found;
 }
 
 static json_t *s_host_district_schools(sc_ctx_t *ctx, const char *district)
