@@ -28,7 +28,8 @@ typedef struct s_op {
     const ht_config_t *cfg;
     const sc_event_t *ev;
     const char *code;     /* data.hazard (borrowed from the event) */
-    PGresult *row;        /* the hazard, locked; NULL when it does not exist */
+    PGresult *row;        /* the hazard, locked; NULL when it does not exist (or, for a
+                             report, was not read: its insert finds a taken code itself) */
     char at[SC_TIME_LEN]; /* the event's occurred_at, RFC 3339 */
     char now[SC_TIME_LEN];
     char evid[24];
@@ -43,14 +44,46 @@ PGresult *ht__exec(sc_ctx_t *ctx, const char *sql, int n, const char *const *par
     return res;
 }
 
-/* Runs a statement whose result is not needed. */
-static int s_run(sc_ctx_t *ctx, const char *sql, int n, const char *const *params)
+/*
+ * A statement of the handle path, prepared once per connection by ht__prepare():
+ * hazard events come by the thousand, and parsing and planning the same few
+ * statements for each of them was most of what the database did for them.
+ */
+typedef struct s_stmt {
+    const char *name;
+    const char *sql;
+} s_stmt_t;
+
+/* Runs a prepared statement: like ht__exec(). */
+static PGresult *s_exec(sc_ctx_t *ctx, const s_stmt_t *st, int n, const char *const *params,
+                        int *rc)
+{
+    PGconn *conn = sc_db(ctx);
+    PGresult *res = PQexecPrepared(conn, st->name, n, params, NULL, NULL, 0);
+    ExecStatusType status = PQresultStatus(res);
+    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) {
+        *rc = 0;
+        return res;
+    }
+    *rc = sc_pq_error(conn, res);
+    SC_LOG_ERR(ctx, "statement %s failed: %s", st->name, PQerrorMessage(conn));
+    PQclear(res);
+    return NULL;
+}
+
+/* Runs a prepared statement whose result is not needed. */
+static int s_run(sc_ctx_t *ctx, const s_stmt_t *st, int n, const char *const *params)
 {
     int rc;
-    PGresult *res = ht__exec(ctx, sql, n, params, &rc);
+    PGresult *res = s_exec(ctx, st, n, params, &rc);
     PQclear(res);
     return rc;
 }
+
+static const s_stmt_t s_history_stmt = {
+    "ht_history", "INSERT INTO hazard.history (school, hazard, at, recorded_at, event, action,"
+                  "  state_from, state_to, actor, round, data)"
+                  " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"};
 
 int ht__history(sc_ctx_t *ctx, const char *school, const char *hazard, sc_time_t at, int64_t event,
                 const char *action, const char *from, const char *to, const char *actor, int round,
@@ -74,14 +107,24 @@ int ht__history(sc_ctx_t *ctx, const char *school, const char *hazard, sc_time_t
                        actor,
                        round_s,
                        data_s ? data_s : "{}"};
-    rc = s_run(ctx,
-               "INSERT INTO hazard.history (school, hazard, at, recorded_at, event, action,"
-               "  state_from, state_to, actor, round, data)"
-               " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-               11, p);
+    rc = s_run(ctx, &s_history_stmt, 11, p);
     free(data_s);
     return rc;
 }
+
+/*
+ * The history row of an event that may have moved the deadline: its round and
+ * data.deadline are the hazard's as the event's updates left them, read by the
+ * insert itself rather than in a round trip of their own. `data` is borrowed.
+ */
+static const s_stmt_t s_history_after_stmt = {
+    "ht_history_after",
+    "INSERT INTO hazard.history (school, hazard, at, recorded_at, event, action, state_from,"
+    "  state_to, actor, round, data)"
+    " SELECT school, hazard, $3::timestamptz, $4::timestamptz, $5::bigint, $6::text, $7::text,"
+    "        $8::text, $9::text, round,"
+    "        $10::jsonb || jsonb_build_object('deadline', hazard.rfc3339(deadline))"
+    "   FROM hazard.hazards WHERE school = $1 AND hazard = $2"};
 
 static const char *s_col(const s_op_t *op, int col)
 {
@@ -93,17 +136,18 @@ static bool s_is(const s_op_t *op, const char *state)
     return strcmp(s_col(op, C_STATE), state) == 0;
 }
 
+static const s_stmt_t s_load_stmt = {"ht_load",
+                                     "SELECT state, risk, rectified_by, round, deadline, timezone,"
+                                     "       district, title, hazard.missing(h), assignee"
+                                     "  FROM hazard.hazards h WHERE school = $1 AND hazard = $2"
+                                     "   FOR UPDATE"};
+
 /* Reads and locks the hazard the event names; op->row stays NULL when there is none. */
 static int s_load(s_op_t *op)
 {
     const char *p[] = {op->ev->school, op->code};
     int rc;
-    PGresult *res = ht__exec(op->ctx,
-                             "SELECT state, risk, rectified_by, round, deadline, timezone,"
-                             "       district, title, hazard.missing(h), assignee"
-                             "  FROM hazard.hazards h WHERE school = $1 AND hazard = $2"
-                             "   FOR UPDATE",
-                             2, p, &rc);
+    PGresult *res = s_exec(op->ctx, &s_load_stmt, 2, p, &rc);
     if (!res)
         return rc;
     if (PQntuples(res) == 1)
@@ -153,6 +197,10 @@ static int s_reject_state(s_op_t *op, const char *needs)
                     op->code, s_col(op, C_STATE), op->ev->type, needs);
 }
 
+static const s_stmt_t s_deadline_default_stmt = {
+    "ht_deadline_default", "SELECT ((($1::timestamptz AT TIME ZONE $2)::date + $3::int + 1)"
+                           "        ::timestamp AT TIME ZONE $2) - interval '1 second'"};
+
 /* The default deadline: the end (23:59:59 local) of the day `days` after `from` at the school. */
 static int s_deadline_default(s_op_t *op, sc_time_t from, int days, const char *tz, sc_time_t *out)
 {
@@ -160,16 +208,16 @@ static int s_deadline_default(s_op_t *op, sc_time_t from, int days, const char *
     int rc;
     snprintf(days_s, sizeof days_s, "%d", days);
     const char *p[] = {sc_time_format(from, from_s), tz, days_s};
-    PGresult *res = ht__exec(op->ctx,
-                             "SELECT ((($1::timestamptz AT TIME ZONE $2)::date + $3::int + 1)"
-                             "        ::timestamp AT TIME ZONE $2) - interval '1 second'",
-                             3, p, &rc);
+    PGresult *res = s_exec(op->ctx, &s_deadline_default_stmt, 3, p, &rc);
     if (!res)
         return rc;
     *out = sc_pq_time(res, 0, 0, SC_TIME_NEVER);
     PQclear(res);
     return 0;
 }
+
+static const s_stmt_t s_deadline_date_stmt = {
+    "ht_deadline_date", "SELECT (($1::date + 1)::timestamp AT TIME ZONE $2) - interval '1 second'"};
 
 /*
  * A deadline as given: an RFC 3339 time as is, a date as the end of that day
@@ -187,10 +235,7 @@ static int s_deadline_given(s_op_t *op, const char *text, const char *tz, sc_tim
     if (sc_date_parse(text, &days) < 0)
         return -EINVAL; /* the validator let it through: cannot happen */
     const char *p[] = {text, tz};
-    PGresult *res = ht__exec(op->ctx,
-                             "SELECT (($1::date + 1)::timestamp AT TIME ZONE $2)"
-                             "       - interval '1 second'",
-                             2, p, &rc);
+    PGresult *res = s_exec(op->ctx, &s_deadline_date_stmt, 2, p, &rc);
     if (!res)
         return rc;
     *out = sc_pq_time(res, 0, 0, SC_TIME_NEVER);
@@ -228,6 +273,42 @@ static char *s_text(const json_t *v)
     return json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
 }
 
+/* The 五落实 text fields an event may carry, in the order of s_commitments_read(). */
+enum { K_MEASURES, K_RESPONSIBLE, K_FUNDS, K_EMERGENCY_PLAN, K_INTERIM_MEASURES, K_COUNT };
+
+/*
+ * Reads the 五落实 text fields the event carries into v (new strings, NULL when
+ * absent; the caller frees them, also on failure) and adds them to `hist`
+ * (borrowed). *any tells whether there was one. Returns 0 or -ENOMEM.
+ */
+static int s_commitments_read(const s_op_t *op, char *v[K_COUNT], json_t *hist, bool *any)
+{
+    static const char *const keys[K_COUNT] = {"measures", "responsible", "funds", "emergency_plan",
+                                              "interim_measures"};
+    *any = false;
+    for (size_t i = 0; i < K_COUNT; i++) {
+        const json_t *f = json_object_get(op->ev->data, keys[i]);
+        if (!f || json_is_null(f))
+            continue;
+        if (!(v[i] = s_text(f)))
+            return -ENOMEM;
+        *any = true;
+        json_object_set_new(hist, keys[i], json_string(v[i]));
+    }
+    return 0;
+}
+
+static const s_stmt_t s_commitments_stmt = {
+    "ht_commitments", "UPDATE hazard.hazards SET"
+                      "  c_measures = CASE WHEN $9::boolean THEN COALESCE(c_measures, $3)"
+                      "                    ELSE COALESCE($3, c_measures) END,"
+                      "  c_responsible = COALESCE($4, c_responsible),"
+                      "  c_funds = COALESCE($5, c_funds),"
+                      "  c_emergency_plan = COALESCE($6, c_emergency_plan),"
+                      "  interim_measures = COALESCE($7, interim_measures),"
+                      "  c_time_limit = COALESCE($8::timestamptz, c_time_limit)"
+                      " WHERE school = $1 AND hazard = $2"};
+
 /*
  * Records the 五落实 fields the event carries. On a rectification, `measures`
  * is what was done: it fills the committed measures only when none were
@@ -236,23 +317,11 @@ static char *s_text(const json_t *v)
  */
 static int s_commitments(s_op_t *op, bool rectifying, sc_time_t time_limit, json_t *hist)
 {
-    static const char *const keys[] = {"measures", "responsible", "funds", "emergency_plan",
-                                       "interim_measures"};
-    char *v[5] = {NULL};
+    char *v[K_COUNT] = {NULL};
     char tl[SC_TIME_LEN];
-    int rc = -ENOMEM;
-    bool any = time_limit != 0;
-    for (size_t i = 0; i < 5; i++) {
-        const json_t *f = json_object_get(op->ev->data, keys[i]);
-        if (!f || json_is_null(f))
-            continue;
-        if (!(v[i] = s_text(f)))
-            goto out;
-        any = true;
-        json_object_set_new(hist, keys[i], json_string(v[i]));
-    }
-    rc = 0;
-    if (!any)
+    bool any;
+    int rc = s_commitments_read(op, v, hist, &any);
+    if (rc < 0 || (!any && !time_limit))
         goto out;
     if (time_limit)
         json_object_set_new(hist, "time_limit", json_string(sc_time_format(time_limit, tl)));
@@ -265,22 +334,24 @@ static int s_commitments(s_op_t *op, bool rectifying, sc_time_t time_limit, json
                        v[4],
                        time_limit ? tl : NULL,
                        rectifying ? "true" : "false"};
-    rc = s_run(op->ctx,
-               "UPDATE hazard.hazards SET"
-               "  c_measures = CASE WHEN $9::boolean THEN COALESCE(c_measures, $3)"
-               "                    ELSE COALESCE($3, c_measures) END,"
-               "  c_responsible = COALESCE($4, c_responsible),"
-               "  c_funds = COALESCE($5, c_funds),"
-               "  c_emergency_plan = COALESCE($6, c_emergency_plan),"
-               "  interim_measures = COALESCE($7, interim_measures),"
-               "  c_time_limit = COALESCE($8::timestamptz, c_time_limit)"
-               " WHERE school = $1 AND hazard = $2",
-               9, p);
+    rc = s_run(op->ctx, &s_commitments_stmt, 9, p);
 out:
-    for (size_t i = 0; i < 5; i++)
+    for (size_t i = 0; i < K_COUNT; i++)
         free(v[i]);
     return rc;
 }
+
+static const s_stmt_t s_move_deadline_stmt = {
+    "ht_move_deadline", "UPDATE hazard.hazards SET"
+                        "  round = round + CASE WHEN deadline <> $3::timestamptz THEN 1 ELSE 0 END,"
+                        "  overdue_at = CASE WHEN deadline <> $3::timestamptz THEN NULL"
+                        "                    ELSE overdue_at END,"
+                        "  next_reminder_at = CASE WHEN deadline <> $3::timestamptz THEN NULL"
+                        "                          ELSE next_reminder_at END,"
+                        "  reminders_sent = CASE WHEN deadline <> $3::timestamptz THEN 0"
+                        "                        ELSE reminders_sent END,"
+                        "  deadline = $3, deadline_given = true, c_time_limit = $3, updated_at = $4"
+                        " WHERE school = $1 AND hazard = $2"};
 
 /*
  * Moves the deadline of an unrectified hazard. A changed deadline is a new
@@ -290,35 +361,24 @@ static int s_move_deadline(s_op_t *op, sc_time_t deadline)
 {
     char d[SC_TIME_LEN];
     const char *p[] = {op->ev->school, op->code, sc_time_format(deadline, d), op->now};
-    return s_run(op->ctx,
-                 "UPDATE hazard.hazards SET"
-                 "  round = round + CASE WHEN deadline <> $3::timestamptz THEN 1 ELSE 0 END,"
-                 "  overdue_at = CASE WHEN deadline <> $3::timestamptz THEN NULL"
-                 "                    ELSE overdue_at END,"
-                 "  next_reminder_at = CASE WHEN deadline <> $3::timestamptz THEN NULL"
-                 "                          ELSE next_reminder_at END,"
-                 "  reminders_sent = CASE WHEN deadline <> $3::timestamptz THEN 0"
-                 "                        ELSE reminders_sent END,"
-                 "  deadline = $3, deadline_given = true, c_time_limit = $3, updated_at = $4"
-                 " WHERE school = $1 AND hazard = $2",
-                 4, p);
+    return s_run(op->ctx, &s_move_deadline_stmt, 4, p);
 }
 
-/* The hazard's round and deadline after the event's updates, for its history row. */
-static int s_after(s_op_t *op, int *round, json_t *hist)
+/*
+ * Writes the event's history row with the hazard's round and deadline as the
+ * event's updates left them (data.deadline). `hist` is borrowed.
+ */
+static int s_history_after(s_op_t *op, const char *action, const char *from, const char *to,
+                           const char *actor, const json_t *hist)
 {
-    const char *p[] = {op->ev->school, op->code};
-    int rc;
-    PGresult *res = ht__exec(op->ctx,
-                             "SELECT round, hazard.rfc3339(deadline) FROM hazard.hazards"
-                             " WHERE school = $1 AND hazard = $2",
-                             2, p, &rc);
-    if (!res)
-        return rc;
-    *round = atoi(PQgetvalue(res, 0, 0));
-    json_object_set_new(hist, "deadline", json_string(PQgetvalue(res, 0, 1)));
-    PQclear(res);
-    return 0;
+    char *data_s = json_dumps(hist, JSON_COMPACT);
+    if (!data_s)
+        return -ENOMEM;
+    const char *p[] = {op->ev->school, op->code, op->at, op->now, op->ev->id ? op->evid : NULL,
+                       action,         from,     to,     actor,   data_s};
+    int rc = s_run(op->ctx, &s_history_after_stmt, 10, p);
+    free(data_s);
+    return rc;
 }
 
 /* Who did it: data.by when the type has it, else the envelope's actor. */
@@ -347,41 +407,6 @@ static int s_emit_closed(s_op_t *op, const char *outcome, const char *by)
     return rc;
 }
 
-/*
- * A report already in the ledger under this code: a resend is a no-op when the
- * data is identical, or when both name the same origin with a task or a ref
- * (the inspection scheduler's stable codes); anything else is refused.
- */
-static int s_rereport(s_op_t *op, const json_t *origin)
-{
-    char *data_s = json_dumps(op->ev->data, JSON_COMPACT);
-    char *origin_s = json_dumps(origin, JSON_COMPACT);
-    int rc = -ENOMEM;
-    PGresult *res = NULL;
-    if (!data_s || !origin_s)
-        goto out;
-    const char *p[] = {op->ev->school, op->code, data_s, origin_s};
-    res = ht__exec(op->ctx,
-                   "SELECT report_data = $3::jsonb"
-                   "       OR (origin = $4::jsonb AND (origin ? 'task' OR origin ? 'ref'))"
-                   "  FROM hazard.hazards WHERE school = $1 AND hazard = $2",
-                   4, p, &rc);
-    if (!res)
-        goto out;
-    if (PQgetvalue(res, 0, 0)[0] == 't')
-        SC_LOG_INFO(op->ctx, "event %" PRId64 ": hazard %s at %s reported again: no change",
-                    op->ev->id, op->code, op->ev->school);
-    else
-        rc = s_reject(op, "duplicate",
-                      "hazard %s is already in the ledger of school %s with a different report",
-                      op->code, op->ev->school);
-out:
-    PQclear(res);
-    free(data_s);
-    free(origin_s);
-    return rc;
-}
-
 /* The school's time zone from the directory, or the daemon's default. New string (free). */
 static char *s_timezone(s_op_t *op)
 {
@@ -392,33 +417,123 @@ static char *s_timezone(s_op_t *op)
     return out;
 }
 
-/* Tells the district at once about a major hazard (hazard.major.reported). */
-static int s_emit_major(s_op_t *op, const char *reporter, sc_time_t found_at, sc_time_t deadline,
-                        const json_t *origin)
+/*
+ * A report in one round trip: the deadline given (dates read as the end of
+ * that day in the school's zone) or else the risk's default; and, unless the
+ * deadline given lies before the event, the hazard with its "reported"
+ * history row. The primary key's own check (ON CONFLICT) finds a code already
+ * taken, so no plan of ours has to look for it: a plan cached while the table
+ * was nearly empty would look through hazards_found, reading every hazard of
+ * the school, until autovacuum's first ANALYZE. Returns one row (R_*); when
+ * nothing was inserted, s_rereport_stmt tells a taken code from a past deadline.
+ *
+ * $1 school, $2 hazard, $3 district, $4 time zone, $5 title, $6 description,
+ * $7 location, $8 category, $9 risk, $10 reporter, $11 found_at, $12 the
+ * event's occurred_at, $13 origin, $14 attachments, $15 event, $16 data;
+ * data.deadline as $17 time or $18 date, data.time_limit as $19 time or $20
+ * date; $21 default days, $22 now; $23-$27 the 五落实 texts (K_*); $28 the
+ * history data but its deadline.
+ */
+static const s_stmt_t s_report_stmt = {
+    "ht_report",
+    "WITH given AS ("
+    "  SELECT coalesce(d, t) AS deadline, coalesce(t, d) AS time_limit"
+    "    FROM (SELECT coalesce($17::timestamptz, (($18::date + 1)::timestamp"
+    "                          AT TIME ZONE $4::text) - interval '1 second') AS d,"
+    "                 coalesce($19::timestamptz, (($20::date + 1)::timestamp"
+    "                          AT TIME ZONE $4::text) - interval '1 second') AS t) x),"
+    " fresh AS ("
+    "  SELECT coalesce(deadline, ((($12::timestamptz AT TIME ZONE $4::text)::date + $21::int + 1)"
+    "                             ::timestamp AT TIME ZONE $4::text) - interval '1 second')"
+    "           AS deadline,"
+    "         deadline IS NOT NULL AS given, time_limit"
+    "    FROM given WHERE NOT coalesce(deadline < $12::timestamptz, false)),"
+    " ins AS ("
+    "  INSERT INTO hazard.hazards AS h (school, hazard, district, timezone, title, description,"
+    "    location, category, risk, reporter, found_at, reported_at, origin, attachments,"
+    "    report_event, report_data, state, deadline, deadline_given, c_time_limit, c_measures,"
+    "    c_responsible, c_funds, c_emergency_plan, interim_measures, updated_at)"
+    "  SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text,"
+    "         $9::text, $10::text, $11::timestamptz, $12::timestamptz, $13::jsonb, $14::jsonb,"
+    "         $15::bigint, $16::jsonb, 'reported', deadline, given, time_limit, $23::text,"
+    "         $24::text, $25::text, $26::text, $27::text, $22::timestamptz"
+    "    FROM fresh"
+    "  ON CONFLICT (school, hazard) DO NOTHING"
+    "  RETURNING h.deadline, hazard.missing(h) AS missing, h.district, h.interim_measures),"
+    " hist AS ("
+    "  INSERT INTO hazard.history (school, hazard, at, recorded_at, event, action, state_from,"
+    "    state_to, actor, round, data)"
+    "  SELECT $1::text, $2::text, $12::timestamptz, $22::timestamptz, $15::bigint, 'reported',"
+    "         NULL, 'reported', $10::text, 1,"
+    "         $28::jsonb || jsonb_build_object('deadline', hazard.rfc3339(deadline))"
+    "    FROM ins)"
+    " SELECT (SELECT deadline FROM given), ins.deadline, ins.missing, ins.district,"
+    "        ins.interim_measures"
+    "   FROM (SELECT 1) one LEFT JOIN ins ON true"};
+
+/* Columns of the row s_report_stmt returns. */
+enum {
+    R_GIVEN,    /* the deadline given, NULL if none */
+    R_DEADLINE, /* the new hazard's deadline; NULL when nothing was written */
+    R_MISSING,  /* the new hazard's missing 五落实, district and interim measures */
+    R_DISTRICT,
+    R_INTERIM,
+};
+
+/*
+ * A report under a code already in the ledger: whether it is a resend, which
+ * is a no-op (identical data, or the same origin with a task or a ref: the
+ * inspection scheduler's stable codes). No row: the code is free.
+ */
+static const s_stmt_t s_rereport_stmt = {
+    "ht_rereport", "SELECT report_data = $3::jsonb"
+                   "       OR (origin = $4::jsonb AND (origin ? 'task' OR origin ? 'ref'))"
+                   "  FROM hazard.hazards WHERE school = $1 AND hazard = $2"};
+
+/*
+ * A deadline field of a report as s_report_stmt takes it: an RFC 3339 time in
+ * *time (formatted into buf), a date in *date; both NULL when absent. As
+ * everywhere in this file, the instant 0 stands for "none".
+ */
+static int s_deadline_param(const char *text, char buf[SC_TIME_LEN], const char **time,
+                            const char **date)
 {
-    const char *p[] = {op->ev->school, op->code};
+    sc_time_t t;
+    int64_t days;
+    *time = *date = NULL;
+    if (!text)
+        return 0;
+    if (sc_time_parse(text, &t) == 0) {
+        *time = t ? sc_time_format(t, buf) : NULL;
+        return 0;
+    }
+    if (sc_date_parse(text, &days) < 0)
+        return -EINVAL; /* the validator let it through: cannot happen */
+    *date = text;
+    return 0;
+}
+
+/*
+ * Tells the district at once about a major hazard (hazard.major.reported);
+ * its missing 五落实, district and interim measures are those of `res`, the
+ * answer of s_report_stmt.
+ */
+static int s_emit_major(s_op_t *op, const char *reporter, sc_time_t found_at, sc_time_t deadline,
+                        const json_t *origin, const PGresult *res)
+{
     char id[200], found_s[SC_TIME_LEN], deadline_s[SC_TIME_LEN];
     int rc;
-    json_t *data = NULL;
-    PGresult *res = ht__exec(op->ctx,
-                             "SELECT hazard.missing(h), district, interim_measures"
-                             "  FROM hazard.hazards h WHERE school = $1 AND hazard = $2",
-                             2, p, &rc);
-    if (!res)
-        return rc;
     const json_t *d = op->ev->data;
-    const char *district = PQgetisnull(res, 0, 1) ? NULL : PQgetvalue(res, 0, 1);
-    data = json_pack("{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s, s:s, s:o, s:O, s:o}",
-                     "hazard", op->code, "title", sc_json_str(d, "title"), "risk", "major",
-                     "school", op->ev->school, "district", district, "location",
-                     sc_json_str(d, "location"), "category", sc_json_str(d, "category"), "reporter",
-                     reporter, "found_at", sc_time_format(found_at, found_s), "deadline",
-                     sc_time_format(deadline, deadline_s), "missing", sc_pq_value(res, 0, 0),
-                     "origin", origin, "interim_measures", sc_pq_value(res, 0, 2));
-    if (!data) {
-        rc = -ENOMEM;
-        goto out;
-    }
+    const char *district = PQgetisnull(res, 0, R_DISTRICT) ? NULL : PQgetvalue(res, 0, R_DISTRICT);
+    json_t *data = json_pack(
+        "{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s, s:s, s:o, s:O, s:o}", "hazard", op->code,
+        "title", sc_json_str(d, "title"), "risk", "major", "school", op->ev->school, "district",
+        district, "location", sc_json_str(d, "location"), "category", sc_json_str(d, "category"),
+        "reporter", reporter, "found_at", sc_time_format(found_at, found_s), "deadline",
+        sc_time_format(deadline, deadline_s), "missing", sc_pq_value(res, 0, R_MISSING), "origin",
+        origin, "interim_measures", sc_pq_value(res, 0, R_INTERIM));
+    if (!data)
+        return -ENOMEM;
     if (!sc_json_str(data, "category"))
         json_object_set_new(data, "category", json_string("other"));
     snprintf(id, sizeof id, "major:%s:%s", op->ev->school, op->code);
@@ -428,61 +543,59 @@ static int s_emit_major(s_op_t *op, const char *reporter, sc_time_t found_at, sc
                                        .id = id,
                                        .occurred_at = op->ev->occurred_at,
                                        .data = data});
-out:
     json_decref(data);
-    PQclear(res);
     return rc;
 }
 
-/* hazard.reported: a new hazard enters the ledger with its deadline. */
+/*
+ * hazard.reported: a new hazard enters the ledger with its deadline. A report
+ * already in the ledger under this code is a no-op when it is a resend (see
+ * s_rereport_stmt); anything else under a taken code is refused.
+ */
 static int s_reported(s_op_t *op)
 {
     const json_t *d = op->ev->data;
     const char *risk = sc_json_str(d, "risk");
     const char *category = sc_json_str(d, "category");
     const char *reporter = sc_json_str(d, "reporter");
+    const char *deadline_text = sc_json_str(d, "deadline");
+    const char *limit_text = sc_json_str(d, "time_limit");
+    const char *deadline_time, *deadline_date, *limit_time, *limit_date;
+    const json_t *attachments = json_object_get(d, "attachments");
     json_t *origin = ht__origin_normal(json_object_get(d, "origin"));
     json_t *hist = NULL;
-    char *tz = NULL, *origin_s = NULL, *attach_s = NULL, *data_s = NULL;
-    char found_s[SC_TIME_LEN], deadline_s[SC_TIME_LEN], limit_s[SC_TIME_LEN];
-    sc_time_t deadline = 0, time_limit = 0;
+    PGresult *res = NULL, *again = NULL;
+    char *c[K_COUNT] = {NULL};
+    char *tz = NULL, *origin_s = NULL, *attach_s = NULL, *data_s = NULL, *hist_s = NULL;
+    char found_s[SC_TIME_LEN], deadline_s[SC_TIME_LEN], limit_s[SC_TIME_LEN], days_s[16];
+    bool any;
     int rc = -ENOMEM;
 
     if (!reporter)
         reporter = op->ev->actor;
-    if (!origin)
+    if (!origin || !(tz = s_timezone(op)))
         goto out;
-    if (op->row) {
-        rc = s_rereport(op, origin);
+    if ((rc = s_deadline_param(deadline_text, deadline_s, &deadline_time, &deadline_date)) < 0 ||
+        (rc = s_deadline_param(limit_text, limit_s, &limit_time, &limit_date)) < 0)
         goto out;
-    }
-    if (!(tz = s_timezone(op)))
-        goto out;
+    bool given = deadline_time || deadline_date || limit_time || limit_date;
     sc_time_t found_at = sc_json_time(d, "found_at", op->ev->occurred_at);
-    if ((rc = s_deadline_given(op, sc_json_str(d, "deadline"), tz, &deadline)) < 0 ||
-        (rc = s_deadline_given(op, sc_json_str(d, "time_limit"), tz, &time_limit)) < 0)
-        goto out;
-    bool given = deadline || time_limit;
-    if (!deadline)
-        deadline = time_limit;
-    /* The time-limit commitment: the one given, else an explicit deadline. */
-    if (!time_limit)
-        time_limit = deadline;
-    if (given && s_deadline_past(op, deadline)) {
-        rc = s_reject_past(op, deadline);
-        goto out;
-    }
-    if (!given && (rc = s_deadline_default(op, op->ev->occurred_at, s_default_days(op, risk), tz,
-                                           &deadline)) < 0)
-        goto out;
 
     rc = -ENOMEM;
-    const json_t *attachments = json_object_get(d, "attachments");
+    /* Its deadline is added by the statement, which computes it. */
+    if (!(hist =
+              json_pack("{s:s, s:s, s:s, s:s?, s:O, s:b}", "title", sc_json_str(d, "title"), "risk",
+                        risk, "category", category ? category : "other", "location",
+                        sc_json_str(d, "location"), "origin", origin, "deadline_given", given)) ||
+        s_commitments_read(op, c, hist, &any) < 0)
+        goto out;
     origin_s = json_dumps(origin, JSON_COMPACT);
     attach_s = attachments ? json_dumps(attachments, JSON_COMPACT) : strdup("[]");
     data_s = json_dumps(d, JSON_COMPACT);
-    if (!origin_s || !attach_s || !data_s)
+    hist_s = json_dumps(hist, JSON_COMPACT);
+    if (!origin_s || !attach_s || !data_s || !hist_s)
         goto out;
+    snprintf(days_s, sizeof days_s, "%d", s_default_days(op, risk));
     const char *p[] = {op->ev->school,
                        op->code,
                        op->ev->district,
@@ -499,38 +612,51 @@ static int s_reported(s_op_t *op)
                        attach_s,
                        op->evid,
                        data_s,
-                       sc_time_format(deadline, deadline_s),
-                       given ? "true" : "false",
+                       deadline_time,
+                       deadline_date,
+                       limit_time,
+                       limit_date,
+                       days_s,
                        op->now,
-                       time_limit ? sc_time_format(time_limit, limit_s) : NULL};
-    if ((rc = s_run(op->ctx,
-                    "INSERT INTO hazard.hazards (school, hazard, district, timezone, title,"
-                    "  description, location, category, risk, reporter, found_at, reported_at,"
-                    "  origin, attachments, report_event, report_data, state, deadline,"
-                    "  deadline_given, c_time_limit, updated_at)"
-                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15,"
-                    "  $16, 'reported', $17, $18, $20, $19)",
-                    20, p)) < 0)
+                       c[K_MEASURES],
+                       c[K_RESPONSIBLE],
+                       c[K_FUNDS],
+                       c[K_EMERGENCY_PLAN],
+                       c[K_INTERIM_MEASURES],
+                       hist_s};
+    if (!(res = s_exec(op->ctx, &s_report_stmt, 28, p, &rc)))
         goto out;
-    rc = -ENOMEM;
-    if (!(hist = json_pack("{s:s, s:s, s:s, s:s?, s:O, s:s, s:b}", "title", sc_json_str(d, "title"),
-                           "risk", risk, "category", category ? category : "other", "location",
-                           sc_json_str(d, "location"), "origin", origin, "deadline", deadline_s,
-                           "deadline_given", given)))
+    if (!PQgetisnull(res, 0, R_DEADLINE)) {
+        if (strcmp(risk, "major") == 0 && op->cfg->report_major_to_district)
+            rc = s_emit_major(op, reporter, found_at, sc_pq_time(res, 0, R_DEADLINE, 0), origin,
+                              res);
         goto out;
-    if ((rc = s_commitments(op, false, 0, hist)) < 0 ||
-        (rc = ht__history(op->ctx, op->ev->school, op->code, op->ev->occurred_at, op->ev->id,
-                          "reported", NULL, "reported", reporter, 1, hist)) < 0)
+    }
+    /* Nothing written: a taken code (answered first, whatever the deadline), or a past one. */
+    const char *q[] = {op->ev->school, op->code, data_s, origin_s};
+    if (!(again = s_exec(op->ctx, &s_rereport_stmt, 4, q, &rc)))
         goto out;
-    if (strcmp(risk, "major") == 0 && op->cfg->report_major_to_district)
-        rc = s_emit_major(op, reporter, found_at, deadline, origin);
+    if (PQntuples(again) == 0)
+        rc = s_reject_past(op, sc_pq_time(res, 0, R_GIVEN, 0));
+    else if (PQgetvalue(again, 0, 0)[0] == 't')
+        SC_LOG_INFO(op->ctx, "event %" PRId64 ": hazard %s at %s reported again: no change",
+                    op->ev->id, op->code, op->ev->school);
+    else
+        rc = s_reject(op, "duplicate",
+                      "hazard %s is already in the ledger of school %s with a different report",
+                      op->code, op->ev->school);
 out:
+    for (size_t i = 0; i < K_COUNT; i++)
+        free(c[i]);
+    PQclear(res);
+    PQclear(again);
     json_decref(origin);
     json_decref(hist);
     free(tz);
     free(origin_s);
     free(attach_s);
     free(data_s);
+    free(hist_s);
     return rc;
 }
 
@@ -555,6 +681,11 @@ static int s_explicit(s_op_t *op, bool with_deadline, bool with_time_limit, sc_t
     return 0;
 }
 
+static const s_stmt_t s_assign_stmt = {
+    "ht_assign", "UPDATE hazard.hazards SET state = 'assigned', assignee = $3,"
+                 "  assigned_by = $4, assigned_at = $5, updated_at = $6"
+                 " WHERE school = $1 AND hazard = $2"};
+
 /* hazard.assigned: someone is to rectify it, by the deadline given or the one in force. */
 static int s_assigned(s_op_t *op)
 {
@@ -562,7 +693,7 @@ static int s_assigned(s_op_t *op)
     const char *assignee = sc_json_str(d, "assignee");
     sc_time_t deadline, time_limit;
     json_t *hist = NULL;
-    int round, rc;
+    int rc;
 
     if (!op->row)
         return s_reject_unknown(op);
@@ -575,11 +706,7 @@ static int s_assigned(s_op_t *op)
 
     const char *from = s_col(op, C_STATE);
     const char *p[] = {op->ev->school, op->code, assignee, op->ev->actor, op->at, op->now};
-    if ((rc = s_run(op->ctx,
-                    "UPDATE hazard.hazards SET state = 'assigned', assignee = $3,"
-                    "  assigned_by = $4, assigned_at = $5, updated_at = $6"
-                    " WHERE school = $1 AND hazard = $2",
-                    6, p)) < 0 ||
+    if ((rc = s_run(op->ctx, &s_assign_stmt, 6, p)) < 0 ||
         (deadline && (rc = s_move_deadline(op, deadline)) < 0))
         return rc;
     rc = -ENOMEM;
@@ -588,16 +715,20 @@ static int s_assigned(s_op_t *op)
         goto out;
     if (deadline)
         json_object_set_new(hist, "deadline_given", json_true());
-    if ((rc = s_commitments(op, false, time_limit, hist)) < 0 ||
-        (rc = s_after(op, &round, hist)) < 0)
+    if ((rc = s_commitments(op, false, time_limit, hist)) < 0)
         goto out;
-    rc = ht__history(op->ctx, op->ev->school, op->code, op->ev->occurred_at, op->ev->id,
-                     strcmp(from, "assigned") == 0 ? "reassigned" : "assigned", from, "assigned",
-                     op->ev->actor, round, hist);
+    rc = s_history_after(op, strcmp(from, "assigned") == 0 ? "reassigned" : "assigned", from,
+                         "assigned", op->ev->actor, hist);
 out:
     json_decref(hist);
     return rc;
 }
+
+static const s_stmt_t s_rectify_stmt = {
+    "ht_rectify", "UPDATE hazard.hazards SET state = 'rectified', rectified_by = $3,"
+                  "  rectified_at = $4, measures = $5, evidence = $6::jsonb,"
+                  "  next_reminder_at = NULL, updated_at = $7"
+                  " WHERE school = $1 AND hazard = $2"};
 
 /* hazard.rectified: the assignee reports the hazard removed; verification is next. */
 static int s_rectified(s_op_t *op)
@@ -607,7 +738,7 @@ static int s_rectified(s_op_t *op)
     sc_time_t deadline, time_limit;
     char *evidence_s = NULL;
     json_t *hist = NULL;
-    int round, rc;
+    int rc;
 
     if (!op->row)
         return s_reject_unknown(op);
@@ -624,12 +755,7 @@ static int s_rectified(s_op_t *op)
     const char *p[] = {
         op->ev->school, op->code, sc_json_str(d, "by"), op->at, sc_json_str(d, "measures"),
         evidence_s,     op->now};
-    if ((rc = s_run(op->ctx,
-                    "UPDATE hazard.hazards SET state = 'rectified', rectified_by = $3,"
-                    "  rectified_at = $4, measures = $5, evidence = $6::jsonb,"
-                    "  next_reminder_at = NULL, updated_at = $7"
-                    " WHERE school = $1 AND hazard = $2",
-                    7, p)) < 0)
+    if ((rc = s_run(op->ctx, &s_rectify_stmt, 7, p)) < 0)
         goto out;
     rc = -ENOMEM;
     if (!(hist = json_pack("{s:s, s:s, s:b, s:s?}", "by", sc_json_str(d, "by"), "measures",
@@ -638,16 +764,19 @@ static int s_rectified(s_op_t *op)
         goto out;
     if (evidence)
         json_object_set(hist, "evidence", (json_t *)evidence);
-    if ((rc = s_commitments(op, true, time_limit, hist)) < 0 ||
-        (rc = s_after(op, &round, hist)) < 0)
+    if ((rc = s_commitments(op, true, time_limit, hist)) < 0)
         goto out;
-    rc = ht__history(op->ctx, op->ev->school, op->code, op->ev->occurred_at, op->ev->id,
-                     "rectified", "assigned", "rectified", s_actor(op), round, hist);
+    rc = s_history_after(op, "rectified", "assigned", "rectified", s_actor(op), hist);
 out:
     free(evidence_s);
     json_decref(hist);
     return rc;
 }
+
+static const s_stmt_t s_close_stmt = {
+    "ht_close", "UPDATE hazard.hazards SET state = 'closed', verified_by = $3,"
+                "  verified_at = $4, closed_at = $4, updated_at = $5"
+                " WHERE school = $1 AND hazard = $2"};
 
 /* hazard.verified passed: closes the hazard, once the 五落实 of a major one are complete. */
 static int s_verified_passed(s_op_t *op)
@@ -674,11 +803,7 @@ static int s_verified_passed(s_op_t *op)
         }
     }
     const char *p[] = {op->ev->school, op->code, by, op->at, op->now};
-    if ((rc = s_run(op->ctx,
-                    "UPDATE hazard.hazards SET state = 'closed', verified_by = $3,"
-                    "  verified_at = $4, closed_at = $4, updated_at = $5"
-                    " WHERE school = $1 AND hazard = $2",
-                    5, p)) < 0)
+    if ((rc = s_run(op->ctx, &s_close_stmt, 5, p)) < 0)
         goto out;
     rc = -ENOMEM;
     if (!(hist =
@@ -695,6 +820,16 @@ out:
     return rc;
 }
 
+static const s_stmt_t s_reopen_stmt = {
+    "ht_reopen", "UPDATE hazard.hazards SET state = 'assigned', verified_by = $3,"
+                 "  verified_at = $4, rectified_by = NULL, rectified_at = NULL,"
+                 "  round = round + 1, deadline = $5, deadline_given = $6::boolean,"
+                 "  c_time_limit = CASE WHEN $6::boolean THEN $5::timestamptz"
+                 "                      ELSE c_time_limit END,"
+                 "  overdue_at = NULL, next_reminder_at = NULL, reminders_sent = 0,"
+                 "  updated_at = $7"
+                 " WHERE school = $1 AND hazard = $2"};
+
 /* hazard.verified not passed: the hazard is reopened with a new deadline (a new round). */
 static int s_verified_failed(s_op_t *op)
 {
@@ -703,7 +838,7 @@ static int s_verified_failed(s_op_t *op)
     sc_time_t deadline, unused;
     char deadline_s[SC_TIME_LEN];
     json_t *hist = NULL;
-    int round, rc;
+    int rc;
 
     if ((rc = s_explicit(op, true, false, &deadline, &unused)) < 0)
         return rc;
@@ -717,25 +852,13 @@ static int s_verified_failed(s_op_t *op)
     const char *p[] = {
         op->ev->school,           op->code, by, op->at, sc_time_format(deadline, deadline_s),
         given ? "true" : "false", op->now};
-    if ((rc = s_run(op->ctx,
-                    "UPDATE hazard.hazards SET state = 'assigned', verified_by = $3,"
-                    "  verified_at = $4, rectified_by = NULL, rectified_at = NULL,"
-                    "  round = round + 1, deadline = $5, deadline_given = $6::boolean,"
-                    "  c_time_limit = CASE WHEN $6::boolean THEN $5::timestamptz"
-                    "                      ELSE c_time_limit END,"
-                    "  overdue_at = NULL, next_reminder_at = NULL, reminders_sent = 0,"
-                    "  updated_at = $7"
-                    " WHERE school = $1 AND hazard = $2",
-                    7, p)) < 0)
+    if ((rc = s_run(op->ctx, &s_reopen_stmt, 7, p)) < 0)
         return rc;
     rc = -ENOMEM;
     if (!(hist = json_pack("{s:s, s:b, s:s?, s:s?}", "by", by, "passed", 0, "note",
                            sc_json_str(d, "note"), "rectified_by", s_col(op, C_RECTIFIED_BY))))
         goto out;
-    if ((rc = s_after(op, &round, hist)) < 0)
-        goto out;
-    rc = ht__history(op->ctx, op->ev->school, op->code, op->ev->occurred_at, op->ev->id, "reopened",
-                     "rectified", "assigned", by, round, hist);
+    rc = s_history_after(op, "reopened", "rectified", "assigned", by, hist);
 out:
     json_decref(hist);
     return rc;
@@ -758,6 +881,12 @@ static int s_verified(s_op_t *op)
                                                        : s_verified_failed(op);
 }
 
+static const s_stmt_t s_withdraw_stmt = {
+    "ht_withdraw", "UPDATE hazard.hazards SET state = 'withdrawn', withdrawn_by = $3,"
+                   "  withdrawn_at = $4, withdrawn_reason = $5, next_reminder_at = NULL,"
+                   "  updated_at = $6"
+                   " WHERE school = $1 AND hazard = $2"};
+
 /* hazard.withdrawn: a wrong report ends here, kept with its reason. */
 static int s_withdrawn(s_op_t *op)
 {
@@ -771,12 +900,7 @@ static int s_withdrawn(s_op_t *op)
         return s_reject_state(op, "reported, assigned or rectified");
     const char *from = s_col(op, C_STATE);
     const char *p[] = {op->ev->school, op->code, by, op->at, sc_json_str(d, "reason"), op->now};
-    if ((rc = s_run(op->ctx,
-                    "UPDATE hazard.hazards SET state = 'withdrawn', withdrawn_by = $3,"
-                    "  withdrawn_at = $4, withdrawn_reason = $5, next_reminder_at = NULL,"
-                    "  updated_at = $6"
-                    " WHERE school = $1 AND hazard = $2",
-                    6, p)) < 0)
+    if ((rc = s_run(op->ctx, &s_withdraw_stmt, 6, p)) < 0)
         return rc;
     if (!(hist = json_pack("{s:s, s:s}", "by", by, "reason", sc_json_str(d, "reason"))))
         return -ENOMEM;
@@ -793,7 +917,7 @@ static int s_commitments_event(s_op_t *op)
 {
     sc_time_t deadline, time_limit;
     json_t *hist = NULL;
-    int round, rc;
+    int rc;
     if (!op->row)
         return s_reject_unknown(op);
     if (s_is(op, "closed") || s_is(op, "withdrawn"))
@@ -807,35 +931,73 @@ static int s_commitments_event(s_op_t *op)
         return rc;
     if (!(hist = json_object()))
         return -ENOMEM;
-    if ((rc = s_commitments(op, false, time_limit, hist)) < 0 ||
-        (rc = s_after(op, &round, hist)) < 0)
+    if ((rc = s_commitments(op, false, time_limit, hist)) < 0)
         goto out;
-    rc = ht__history(op->ctx, op->ev->school, op->code, op->ev->occurred_at, op->ev->id,
-                     "commitments", s_col(op, C_STATE), s_col(op, C_STATE), s_actor(op), round,
-                     hist);
+    rc = s_history_after(op, "commitments", s_col(op, C_STATE), s_col(op, C_STATE), s_actor(op),
+                         hist);
 out:
     json_decref(hist);
     return rc;
 }
 
+/* `load`: the type acts on a hazard in the ledger, read and locked first (s_load). */
 static const struct {
     const char *type;
     sc_validate_fn validate;
     int (*apply)(s_op_t *op);
+    bool load;
 } s_ops[] = {
-    {"hazard.reported", ht__validate_reported, s_reported},
-    {"hazard.assigned", ht__validate_assigned, s_assigned},
-    {"hazard.rectified", ht__validate_rectified, s_rectified},
-    {"hazard.verified", ht__validate_verified, s_verified},
-    {"hazard.withdrawn", ht__validate_withdrawn, s_withdrawn},
-    {"hazard.commitments", ht__validate_commitments, s_commitments_event},
+    {"hazard.reported", ht__validate_reported, s_reported, false},
+    {"hazard.assigned", ht__validate_assigned, s_assigned, true},
+    {"hazard.rectified", ht__validate_rectified, s_rectified, true},
+    {"hazard.verified", ht__validate_verified, s_verified, true},
+    {"hazard.withdrawn", ht__validate_withdrawn, s_withdrawn, true},
+    {"hazard.commitments", ht__validate_commitments, s_commitments_event, true},
 };
+
+/* Every statement ht__prepare() prepares. */
+static const s_stmt_t *const s_stmts[] = {
+    &s_history_stmt,       &s_history_after_stmt, &s_load_stmt,          &s_deadline_default_stmt,
+    &s_deadline_date_stmt, &s_commitments_stmt,   &s_move_deadline_stmt, &s_report_stmt,
+    &s_rereport_stmt,      &s_assign_stmt,        &s_rectify_stmt,       &s_close_stmt,
+    &s_reopen_stmt,        &s_withdraw_stmt,
+};
+
+int ht__prepare(sc_ctx_t *ctx)
+{
+    PGconn *conn = sc_db(ctx);
+    PGresult *have = NULL;
+    int rc = 0;
+
+    /* A reload while the database is away: the core runs init again once it is back. */
+    if (!conn || PQstatus(conn) != CONNECTION_OK)
+        return 0;
+    /* A reload runs init again on the same connection, which keeps what it prepared. */
+    if (!(have = ht__exec(ctx, "SELECT name FROM pg_prepared_statements", 0, NULL, &rc)))
+        return rc;
+    for (size_t i = 0; i < sizeof s_stmts / sizeof s_stmts[0] && rc == 0; i++) {
+        bool prepared = false;
+        for (int r = 0; r < PQntuples(have) && !prepared; r++)
+            prepared = strcmp(PQgetvalue(have, r, 0), s_stmts[i]->name) == 0;
+        if (prepared)
+            continue;
+        PGresult *res = PQprepare(conn, s_stmts[i]->name, s_stmts[i]->sql, 0, NULL);
+        if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+            rc = sc_pq_error(conn, res);
+            SC_LOG_ERR(ctx, "could not prepare %s: %s", s_stmts[i]->name, PQerrorMessage(conn));
+        }
+        PQclear(res);
+    }
+    PQclear(have);
+    return rc;
+}
 
 int ht__handle(sc_ctx_t *ctx, const ht_config_t *cfg, const sc_event_t *ev)
 {
     s_op_t op = {.ctx = ctx, .cfg = cfg, .ev = ev, .code = sc_json_str(ev->data, "hazard")};
     int (*apply)(s_op_t *) = NULL;
     sc_validate_fn validate = NULL;
+    bool load = false;
     char detail[256];
     int rc;
 
@@ -843,6 +1005,7 @@ int ht__handle(sc_ctx_t *ctx, const ht_config_t *cfg, const sc_event_t *ev)
         if (strcmp(ev->type, s_ops[i].type) == 0) {
             apply = s_ops[i].apply;
             validate = s_ops[i].validate;
+            load = s_ops[i].load;
         }
     if (!apply)
         return 0; /* what this plugin raised itself, or a type it does not act on */
@@ -854,7 +1017,7 @@ int ht__handle(sc_ctx_t *ctx, const ht_config_t *cfg, const sc_event_t *ev)
     /* Ingest checked it already; checked again so nothing unchecked ever reaches the ledger. */
     if (validate(ev, detail, sizeof detail) < 0)
         return s_reject(&op, "invalid", "%s", detail);
-    if ((rc = s_load(&op)) < 0)
+    if (load && (rc = s_load(&op)) < 0)
         return rc;
     rc = apply(&op);
     PQclear(op.row);

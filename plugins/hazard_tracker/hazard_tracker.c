@@ -65,7 +65,7 @@ static int s_init(sc_ctx_t *ctx, void **state)
         SC_LOG_ERR(ctx, "reminder_interval: must be 0 (none) or at least 60 seconds");
         return -EINVAL;
     }
-    return 0;
+    return ht__prepare(ctx);
 }
 
 static int s_handle(sc_ctx_t *ctx, void *state, const sc_event_t *ev)

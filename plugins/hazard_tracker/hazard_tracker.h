@@ -38,6 +38,13 @@ json_t *ht__origin_normal(const json_t *origin);
 /* ---- handle.c: the state machine ---- */
 int ht__handle(sc_ctx_t *ctx, const ht_config_t *cfg, const sc_event_t *ev);
 
+/*
+ * Prepares the statements of the handle path on the plugin's connection (init
+ * runs again after every reconnect); those it already has are kept. Call from
+ * init, outside a transaction. Returns 0 or -errno (-EAGAIN: the database).
+ */
+int ht__prepare(sc_ctx_t *ctx);
+
 /* ---- tick.c: overdue and reminders ---- */
 int ht__tick(sc_ctx_t *ctx, const ht_config_t *cfg, sc_time_t now, sc_time_t *next);
 

@@ -153,13 +153,15 @@ int ht__tick(sc_ctx_t *ctx, const ht_config_t *cfg, sc_time_t now, sc_time_t *ne
     size_t ndues = 0, cap = 0;
     int rc;
 
+    /* The deadline compared as the column itself, so hazards_due finds the due ones instead of
+     * a scan of every hazard ever reported at each tick. */
     PGresult *res = ht__exec(
         ctx,
         "SELECT school, hazard, district, risk, title, category, location, assignee, round,"
         "       deadline, overdue_at, next_reminder_at, reminders_sent, state"
         "  FROM hazard.hazards"
         " WHERE state IN ('reported', 'assigned')"
-        "   AND ((overdue_at IS NULL AND deadline + interval '1 second' <= $1)"
+        "   AND ((overdue_at IS NULL AND deadline <= $1::timestamptz - interval '1 second')"
         "        OR next_reminder_at <= $1)"
         " ORDER BY school, hazard FOR UPDATE",
         1, p, &rc);
