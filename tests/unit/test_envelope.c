@@ -1,11 +1,14 @@
 /* Unit tests: the envelope rules, each bad envelope with its error code and detail. */
 #include "../../daemon/internal.h"
 
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* cmocka needs the four headers above first. */
+#include <cmocka.h>
+
 #include <stdio.h>
 #include <string.h>
 

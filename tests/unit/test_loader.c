@@ -1,11 +1,14 @@
 /* Unit tests: the plugin loader refuses a wrong ABI or name, and optional plugins are skipped. */
 #include "../../daemon/internal.h"
 
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* cmocka needs the four headers above first. */
+#include <cmocka.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

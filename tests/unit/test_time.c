@@ -1,11 +1,14 @@
 /* Unit tests: RFC 3339 times, dates and durations. */
 #include <safecampus/util.h>
 
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* cmocka needs the four headers above first. */
+#include <cmocka.h>
+
 #include <stdio.h>
 #include <string.h>
 
