@@ -63,6 +63,9 @@ static const struct sc_config_key s_plugins_keys[] = {
     {"load", SC_CFG_LIST, "null", "plugins to load (absent: every plugin in dir)"},
     {"optional", SC_CFG_LIST, "[]", "plugins the daemon may start without if they fail to load"},
     {"batch", SC_CFG_INT, "256", "most events a plugin handles in one transaction"},
+    {"pace", SC_CFG_INT, "10",
+     "milliseconds a plugin waits after a batch that emptied the journal before its next, so "
+     "events arriving one by one share a transaction (0: each at once; manual clock: 0)"},
     {"attempts", SC_CFG_INT, "5", "tries of an event that fails permanently before dead-lettering"},
     {"backoff_min", SC_CFG_INT, "100", "first retry delay, milliseconds"},
     {"backoff_max", SC_CFG_INT, "30000", "longest retry delay, milliseconds"},
@@ -181,11 +184,11 @@ static int s_check_core(sc__config_t *cfg, json_t *doc, char *err, size_t errlen
         const char *group, *key;
         json_int_t min, max;
     } ranges[] = {
-        {"ingest", "max_bytes", 256, 64 << 20}, {"ingest", "max_depth", 2, 1024},
-        {"ingest", "batch_max", 1, 100000},     {"ingest", "queue_max", 1, 10000000},
-        {"plugins", "batch", 1, 100000},        {"plugins", "attempts", 1, 1000},
-        {"plugins", "backoff_min", 1, 3600000}, {"plugins", "backoff_max", 1, 86400000},
-        {"publish", "hwm", 0, 100000000},
+        {"ingest", "max_bytes", 256, 64 << 20},  {"ingest", "max_depth", 2, 1024},
+        {"ingest", "batch_max", 1, 100000},      {"ingest", "queue_max", 1, 10000000},
+        {"plugins", "batch", 1, 100000},         {"plugins", "attempts", 1, 1000},
+        {"plugins", "pace", 0, 10000},           {"plugins", "backoff_min", 1, 3600000},
+        {"plugins", "backoff_max", 1, 86400000}, {"publish", "hwm", 0, 100000000},
     };
     for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {
         json_int_t n = sc__cfg_int(core, ranges[i].group, ranges[i].key);

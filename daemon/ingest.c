@@ -126,7 +126,39 @@ typedef struct s_writer {
     int64_t backoff_ms, next_attempt_ms;
     sc__jentry_t *entries;
     size_t entries_cap;
+    /* school → district, so the journal's district column costs the database no
+     * look-up for a school already known; read from core.schools at each
+     * connection, then kept up to date from the upserts this writer journals. */
+    json_t *districts;
 } s_writer_t;
+
+static void s_writer_load_districts(s_writer_t *w)
+{
+    json_object_clear(w->districts);
+    PGresult *res = PQexec(w->conn, "SELECT school, district FROM core.schools");
+    if (PQresultStatus(res) == PGRES_TUPLES_OK)
+        for (int i = 0; i < PQntuples(res); i++)
+            json_object_set_new(w->districts, PQgetvalue(res, i, 0),
+                                json_string(PQgetvalue(res, i, 1)));
+    PQclear(res);
+}
+
+/* After a batch is committed and handed on: what its school upserts taught. */
+static void s_writer_learn(s_writer_t *w, s_chunk_t *batch)
+{
+    for (s_chunk_t *c = batch; c; c = c->next) {
+        for (size_t i = 0; i < c->n; i++) {
+            s_item_t *it = &c->items[i];
+            if (it->result != SC__OK || it->je.duplicate ||
+                strcmp(it->je.type, "directory.school.upserted") != 0)
+                continue;
+            const char *district = sc_json_str(it->env.ev.data, "district");
+            if (district && it->je.school)
+                json_object_set_new(w->districts, it->je.school, json_string(district));
+            sc__security_school(it->je.school, district);
+        }
+    }
+}
 
 static void s_writer_connect(s_writer_t *w)
 {
@@ -137,6 +169,7 @@ static void s_writer_connect(s_writer_t *w)
     if (w->conn) {
         if (w->backoff_ms)
             sc__log(SC_LOG_NOTICE, "journal", "database reachable again: taking events");
+        s_writer_load_districts(w);
         w->backoff_ms = 0;
         atomic_store(&sc__stats.db_up, true);
         return;
@@ -167,9 +200,14 @@ static void s_writer_commit(s_writer_t *w, s_chunk_t *batch, size_t total)
         w->entries = malloc(w->entries_cap * sizeof *w->entries);
     }
     size_t n = 0;
-    for (s_chunk_t *c = batch; c; c = c->next)
-        for (size_t i = 0; i < c->n; i++)
-            w->entries[n++] = c->items[i].je;
+    for (s_chunk_t *c = batch; c; c = c->next) {
+        for (size_t i = 0; i < c->n; i++) {
+            sc__jentry_t *e = &w->entries[n++];
+            *e = c->items[i].je;
+            if (!e->district && e->school)
+                e->district = json_string_value(json_object_get(w->districts, e->school));
+        }
+    }
 
     int rc = w->conn ? sc__journal_append(w->conn, w->entries, n, err, sizeof err) : -EAGAIN;
     if (rc < 0 && w->conn) {
@@ -192,8 +230,6 @@ static void s_writer_commit(s_writer_t *w, s_chunk_t *batch, size_t total)
             it->result = SC__OK;
             if (!it->je.duplicate && it->je.event > head)
                 head = it->je.event;
-            if (!it->je.duplicate && strcmp(it->je.type, "directory.school.upserted") == 0)
-                sc__security_school(it->je.school, sc_json_str(it->env.ev.data, "district"));
         }
     }
     if (rc == 0) {
@@ -205,7 +241,8 @@ static void s_writer_commit(s_writer_t *w, s_chunk_t *batch, size_t total)
 
 static void *s_writer_main(void *arg)
 {
-    s_writer_t w = {.d = arg};
+    s_writer_t w = {.d = arg, .districts = json_object()};
+    pthread_setname_np(pthread_self(), "sc-journal");
     size_t batch_max = (size_t)sc__cfg_int(w.d->cfg->core, "ingest", "batch_max");
     w.pipe = zmq_socket(w.d->zctx, ZMQ_PAIR);
     zmq_connect(w.pipe, S_WRITER_PIPE);
@@ -250,14 +287,17 @@ static void *s_writer_main(void *arg)
             s_writer_commit(&w, batch, total);
             /* The entries point into the batch: wake the plugins while it is still ours.
              * Once sent, the batch is the ROUTER thread's: nothing is read from it after. */
-            if (batch->items[0].result == SC__OK)
+            if (batch->items[0].result == SC__OK) {
                 sc__runners_wake_for(w.d, w.entries, total);
+                s_writer_learn(&w, batch);
+            }
             zmq_send(w.pipe, &batch, sizeof batch, 0);
         }
         if (stop)
             break;
     }
     PQfinish(w.conn);
+    json_decref(w.districts);
     free(w.entries);
     zmq_close(w.pipe);
     return NULL;
@@ -487,6 +527,7 @@ static void *s_ingest_main(void *arg)
 {
     struct sc__ingest *self = arg;
     s_ingest_t in = {.self = self, .d = self->d};
+    pthread_setname_np(pthread_self(), "sc-ingest");
     const json_t *core = in.d->cfg->core;
     in.queue_max = (size_t)sc__cfg_int(core, "ingest", "queue_max");
     in.chunk_max = (size_t)sc__cfg_int(core, "ingest", "batch_max");

@@ -41,6 +41,7 @@ void sc__publish_event(void *sock, const char *type, char *json)
 static void *s_main(void *arg)
 {
     s_pub_t *self = arg;
+    pthread_setname_np(pthread_self(), "sc-publish");
     const char *endpoint = sc__cfg_str(self->d->cfg->core, "publish", "endpoint");
     int hwm = (int)sc__cfg_int(self->d->cfg->core, "publish", "hwm");
     self->pull = zmq_socket(self->d->zctx, ZMQ_PULL);

@@ -90,6 +90,7 @@ static int s_read_key(const char *key, const char *path, char secret[41], char *
 static void *s_zap_main(void *arg)
 {
     void *rep = arg;
+    pthread_setname_np(pthread_self(), "sc-zap");
     for (;;) {
         zmq_msg_t f[8];
         int n = 0, more = 1;

@@ -422,9 +422,7 @@ static char *s_timezone(s_op_t *op)
  * that day in the school's zone) or else the risk's default; and, unless the
  * deadline given lies before the event, the hazard with its "reported"
  * history row. The primary key's own check (ON CONFLICT) finds a code already
- * taken, so no plan of ours has to look for it: a plan cached while the table
- * was nearly empty would look through hazards_found, reading every hazard of
- * the school, until autovacuum's first ANALYZE. Returns one row (R_*); when
+ * taken, so no look-up of ours precedes the insert. Returns one row (R_*); when
  * nothing was inserted, s_rereport_stmt tells a taken code from a past deadline.
  *
  * $1 school, $2 hazard, $3 district, $4 time zone, $5 title, $6 description,

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* A folder for scratch files: /dev/shm when writable (no disk I/O per input), else $TMPDIR, /tmp. */
+/* Where scratch files go: /dev/shm when writable (no disk I/O per input), else $TMPDIR, /tmp. */
 const char *fz_tmpdir(void);
 
 /*

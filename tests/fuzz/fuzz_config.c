@@ -138,7 +138,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         s_print_sections();
         exit(0);
     }
-    /* Unlinked at once, read through /proc/self/fd: nothing is left behind, however the run ends. */
+    /* Unlinked at once, read through /proc/self/fd: nothing is left, however the run ends. */
     char path[PATH_MAX];
     s_fd = fz_scratch("config", path, sizeof path);
     unlink(path);
@@ -148,8 +148,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 static void s_check_core(const json_t *core)
 {
-    static const char *const groups[] = {"database", "ingest", "publish", "control",
-                                         "clock",    "plugins", "log",    NULL};
+    static const char *const groups[] = {"database", "ingest",  "publish", "control",
+                                         "clock",    "plugins", "log",     NULL};
     for (size_t i = 0; groups[i]; i++)
         if (!json_is_object(json_object_get(core, groups[i])))
             fz_fail("config: accepted without the checked group %s", groups[i]);
@@ -162,11 +162,11 @@ static void s_check_core(const json_t *core)
         fz_fail("config: accepted an unknown log.level");
     static const struct {
         const char *group, *key;
-    } durations[] = {{"database", "reconnect_max"}, {"clock", "tick_interval"},
-                     {"clock", "sync_timeout"}};
+    } durations[] = {
+        {"database", "reconnect_max"}, {"clock", "tick_interval"}, {"clock", "sync_timeout"}};
     for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
-        const json_t *v = json_object_get(json_object_get(core, durations[i].group),
-                                          durations[i].key);
+        const json_t *v =
+            json_object_get(json_object_get(core, durations[i].group), durations[i].key);
         if (!json_is_integer(v) || json_integer_value(v) < 0)
             fz_fail("config: accepted %s.%s that is not a non-negative integer", durations[i].group,
                     durations[i].key);

@@ -85,8 +85,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sc__envelope_t env;
     char detail[512]; /* the size the ingest thread uses */
 
-    int plain = sc__envelope_parse(s_reg, &s_limits, (const char *)data, size, S_NOW, &env,
-                                   detail, sizeof detail);
+    int plain = sc__envelope_parse(s_reg, &s_limits, (const char *)data, size, S_NOW, &env, detail,
+                                   sizeof detail);
     s_check(plain, &env, detail, NULL);
     if (env.source_filled)
         fz_fail("envelope: source filled in without an authenticated connection");

@@ -67,8 +67,9 @@ class Daemon:
     """One safecampusd with its own database. Use as a context manager."""
 
     def __init__(self, name, plugins=("probe",), config="", clock=START, manual=True, keep=False,
-                 database=None):
+                 database=None, plugin_settings=""):
         self.name = name
+        self.plugin_settings = plugin_settings  # more settings of the plugins group
         self.plugins = list(plugins)
         self.extra_config = config
         self.clock_start = clock
@@ -114,11 +115,11 @@ ingest: { endpoint = "tcp://127.0.0.1:%d"; };
 publish: { endpoint = "tcp://127.0.0.1:%d"; };
 control: { endpoint = "%s"; };
 %s
-plugins: { dir = "%s"; attempts = 3; backoff_min = 20; backoff_max = 200; };
+plugins: { dir = "%s"; attempts = 3; backoff_min = 20; backoff_max = 200; %s };
 log: { level = "%s"; };
 %s
 """ % (self.conninfo, self.ingest_port, self.publish_port, self.control, clock, self.plugin_dir,
-            os.environ.get("SC_LOG_LEVEL", "info"), self.extra_config)
+            self.plugin_settings, os.environ.get("SC_LOG_LEVEL", "info"), self.extra_config)
         with open(self.config_path, "w") as f:
             f.write(text)
 

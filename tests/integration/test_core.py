@@ -49,6 +49,40 @@ def test_ack_after_commit_and_duplicates():
         assert stats["duplicates"] == 1 + len(range(0, 400, 7)), stats
 
 
+def test_journal_append_numbers_a_mixed_batch_in_input_order():
+    # The journal's one entry point, called as the writer calls it: new rows, a resend of an
+    # event already journaled, a row repeated later in the batch, rows without a key.
+    with Daemon("append") as d:
+        d.directory()
+        old = d.send("probe.event", {"n": 0}, id="k-old")["event"]
+        call = ("SELECT event, duplicate FROM core.journal_append(%s::text[], %s::text[],"
+                " %s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[],"
+                " %s::text[], %s::jsonb[])")
+
+        def append(keys):
+            n = len(keys)
+            now = ["2026-06-18T08:00:00+08:00"] * n
+            return d.sql(call, (["probe.event"] * n, ["sch-001"] * n, [None] * n, ["sql"] * n,
+                                keys, now, now, [None] * n, ['{"n": 1}'] * n))
+
+        first = append(["k-old"])  # the sender's key, from another source: another event
+        assert not first[0]["duplicate"] and first[0]["event"] > old, first
+        rows = append(["a", None, "a", "b", None])
+        new = [r["event"] for r in rows if not r["duplicate"]]
+        assert [r["duplicate"] for r in rows] == [False, False, True, False, False], rows
+        assert new == sorted(new) and len(set(new)) == 4 and new[0] > old, rows
+        assert rows[2]["event"] == rows[0]["event"], rows
+        again = append(["b", "c", "a"])
+        assert [r["duplicate"] for r in again] == [True, False, True], again
+        assert again[0]["event"] == rows[3]["event"] and again[2]["event"] == rows[0]["event"]
+        assert again[1]["event"] > max(new)
+        assert append([]) == []
+        journal = d.sql("SELECT id, source_id, district FROM core.events WHERE source = 'sql'"
+                        " ORDER BY id")
+        assert [j["source_id"] for j in journal] == ["k-old", "a", None, "b", None, "c"], journal
+        assert {j["district"] for j in journal} == {"dist-01"}, journal
+
+
 def test_every_refusal_code():
     with Daemon("refusals") as d:
         cases = [
@@ -222,6 +256,30 @@ def test_slow_plugin_does_not_stall_another_or_ingest():
         assert d.plugin("sloth")["handled"] == 10
 
 
+def test_a_trickle_of_events_shares_transactions():
+    # Events sent one at a time, each waiting for its ack: the first is handled at once, the
+    # rest of the trickle waits out plugins.pace and goes in one transaction, not one each.
+    with Daemon("pace", manual=False, plugin_settings="pace = 400;") as d:
+        d.ok("probe.event", {"n": 0})
+        deadline = time.time() + 10
+        while d.plugin("probe")["handled"] < 1 and time.time() < deadline:
+            time.sleep(0.005)
+        for i in range(1, 30):
+            d.ok("probe.event", {"n": i})
+        while d.plugin("probe")["handled"] < 30 and time.time() < deadline:
+            time.sleep(0.02)
+        probe = d.plugin("probe")
+        assert probe["handled"] == 30, probe
+        assert probe["batches"] <= 4, probe  # without pacing: about one per event
+    with Daemon("nopace", manual=False, plugin_settings="pace = 0;") as d:
+        for i in range(30):
+            d.ok("probe.event", {"n": i})
+            deadline = time.time() + 10
+            while d.plugin("probe")["handled"] < i + 1 and time.time() < deadline:
+                time.sleep(0.002)
+        assert d.plugin("probe")["batches"] == 30, d.plugin("probe")
+
+
 def test_manual_clock_fires_every_deadline_on_the_way():
     with Daemon("clock") as d:
         d.set_time("2026-06-15T00:00:00Z")
@@ -274,6 +332,12 @@ def test_directory_is_kept_and_fills_districts():
         assert d.sql("SELECT count(*) AS n FROM core.students")[0]["n"] == 30
         d.ok("probe.event", {"n": 1}, school="sch-002")
         assert d.events("probe.event")[0]["district"] == "dist-01"
+        # A school moved to another district: its next events carry the new one.
+        d.ok("directory.district.upserted", {"district": "dist-02", "name": "West"}, school=None,
+             district="dist-02")
+        d.ok("directory.school.upserted", {"name": "Second", "district": "dist-02"}, school="sch-002")
+        d.ok("probe.event", {"n": 2}, school="sch-002")
+        assert d.events("probe.event")[-1]["district"] == "dist-02"
         r = d.send("directory.student.upserted", {"student": "st-999", "class": "c-1a", "name": "Xiao Ming"})
         assert not r["ok"] and "data.name" in r["detail"], r
         r = d.send("directory.school.upserted", {"name": "X", "district": "dist-01", "timezone": "Mars/Base"})
