@@ -28,6 +28,8 @@ static const struct sc_config_key s_ingest_keys[] = {
     {"max_depth", SC_CFG_INT, "32", "deepest JSON nesting accepted"},
     {"batch_max", SC_CFG_INT, "4096", "most events journaled in one transaction"},
     {"queue_max", SC_CFG_INT, "16384", "events waiting for the journal before intake pauses"},
+    {"busy", SC_CFG_INT, "1024",
+     "events waiting for the journal at which intake is busy and plugins yield (0: never)"},
     {"curve", SC_CFG_BOOL, "false", "require CURVE authentication of senders"},
     {"secret_key_file", SC_CFG_STRING, "null", "file holding the daemon's Z85 CURVE secret key"},
     {"insecure", SC_CFG_BOOL, "false", "allow a non-loopback endpoint without CURVE"},
@@ -66,6 +68,8 @@ static const struct sc_config_key s_plugins_keys[] = {
     {"pace", SC_CFG_INT, "10",
      "milliseconds a plugin waits after a batch that emptied the journal before its next, so "
      "events arriving one by one share a transaction (0: each at once; manual clock: 0)"},
+    {"yield", SC_CFG_INT, "250",
+     "while intake is busy, milliseconds a plugin leaves between its batches (0: no yielding)"},
     {"attempts", SC_CFG_INT, "5", "tries of an event that fails permanently before dead-lettering"},
     {"backoff_min", SC_CFG_INT, "100", "first retry delay, milliseconds"},
     {"backoff_max", SC_CFG_INT, "30000", "longest retry delay, milliseconds"},
@@ -187,7 +191,8 @@ static int s_check_core(sc__config_t *cfg, json_t *doc, char *err, size_t errlen
         {"ingest", "max_bytes", 256, 64 << 20},  {"ingest", "max_depth", 2, 1024},
         {"ingest", "batch_max", 1, 100000},      {"ingest", "queue_max", 1, 10000000},
         {"plugins", "batch", 1, 100000},         {"plugins", "attempts", 1, 1000},
-        {"plugins", "pace", 0, 10000},           {"plugins", "backoff_min", 1, 3600000},
+        {"plugins", "pace", 0, 10000},           {"plugins", "yield", 0, 60000},
+        {"ingest", "busy", 0, 10000000},         {"plugins", "backoff_min", 1, 3600000},
         {"plugins", "backoff_max", 1, 86400000}, {"publish", "hwm", 0, 100000000},
     };
     for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {

@@ -166,6 +166,12 @@ static void s_writer_connect(s_writer_t *w)
     if (w->conn || sc__mono_ms() < w->next_attempt_ms)
         return;
     w->conn = sc__db_connect(w->d->conninfo, "journal", err, sizeof err);
+    if (w->conn && sc__journal_prepare(w->conn) < 0) {
+        snprintf(err, sizeof err, "could not prepare the journal's statement: %s",
+                 PQerrorMessage(w->conn));
+        PQfinish(w->conn);
+        w->conn = NULL;
+    }
     if (w->conn) {
         if (w->backoff_ms)
             sc__log(SC_LOG_NOTICE, "journal", "database reachable again: taking events");
@@ -310,7 +316,7 @@ typedef struct s_ingest {
     sc__daemon_t *d;
     void *router, *writer, *control, *publish;
     s_chunk_t *chunk;
-    size_t inflight, queue_max, chunk_max;
+    size_t inflight, queue_max, chunk_max, busy;
 } s_ingest_t;
 
 /* Appends a JSON string literal of s to buf; the input is valid UTF-8 from jansson. */
@@ -530,6 +536,7 @@ static void *s_ingest_main(void *arg)
     pthread_setname_np(pthread_self(), "sc-ingest");
     const json_t *core = in.d->cfg->core;
     in.queue_max = (size_t)sc__cfg_int(core, "ingest", "queue_max");
+    in.busy = (size_t)sc__cfg_int(core, "ingest", "busy");
     in.chunk_max = (size_t)sc__cfg_int(core, "ingest", "batch_max");
     if (in.chunk_max > 1024)
         in.chunk_max = 1024;
@@ -584,7 +591,9 @@ static void *s_ingest_main(void *arg)
         }
         if (stopping && in.inflight == 0)
             break;
+        atomic_store(&sc__stats.busy, in.busy > 0 && in.inflight >= in.busy);
     }
+    atomic_store(&sc__stats.busy, false);
 stop_writer:;
     s_chunk_t *stop = NULL;
     zmq_send(in.writer, &stop, sizeof stop, 0);

@@ -141,9 +141,15 @@ typedef struct sc__jentry {
 } sc__jentry_t;
 
 /*
+ * Prepares the statement sc__journal_append runs on conn; once per connection,
+ * after the migrations. Returns 0 or a negative errno (sc_pq_error's).
+ */
+int sc__journal_prepare(PGconn *conn);
+/*
  * Journals n events in one statement (its own transaction in autocommit, or
- * part of the caller's). Fills each entry's event and duplicate. Returns 0,
- * -EAGAIN when the database is unreachable, or -EIO, with err written.
+ * part of the caller's) on a connection sc__journal_prepare set up. Fills each
+ * entry's event and duplicate. Returns 0, -EAGAIN when the database is
+ * unreachable, or -EIO, with err written.
  */
 int sc__journal_append(PGconn *conn, sc__jentry_t *entries, size_t n, char *err, size_t errlen);
 /* The published form of a journaled entry (new string, caller frees) or NULL. */
@@ -163,6 +169,8 @@ typedef struct sc__stats {
     atomic_uint_fast64_t refused[SC__E_COUNT];
     atomic_int_fast64_t head; /* highest journal number committed by this daemon */
     atomic_bool db_up;
+    /* More events wait for the journal than ingest.busy: plugins yield to intake. */
+    atomic_bool busy;
 } sc__stats_t;
 extern sc__stats_t sc__stats;
 void sc__stats_head(int64_t id);

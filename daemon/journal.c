@@ -90,6 +90,18 @@ static const char *s_field(const sc__jentry_t *e, size_t off)
     return *(const char *const *)((const char *)e + off);
 }
 
+int sc__journal_prepare(PGconn *conn)
+{
+    PGresult *res = PQprepare(conn, "sc_journal_append",
+                              "SELECT event, duplicate FROM core.journal_append($1::text[],"
+                              " $2::text[], $3::text[], $4::text[], $5::text[],"
+                              " $6::timestamptz[], $7::timestamptz[], $8::text[], $9::jsonb[])",
+                              9, NULL);
+    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : sc_pq_error(conn, res);
+    PQclear(res);
+    return rc;
+}
+
 int sc__journal_append(PGconn *conn, sc__jentry_t *entries, size_t n, char *err, size_t errlen)
 {
     s_buf_t bufs[9] = {{0}};
@@ -137,11 +149,7 @@ int sc__journal_append(PGconn *conn, sc__jentry_t *entries, size_t n, char *err,
         lengths[f] = (int)bufs[f].len;
         formats[f] = 1;
     }
-    res = PQexecParams(conn,
-                       "SELECT event, duplicate FROM core.journal_append($1::text[], $2::text[],"
-                       " $3::text[], $4::text[], $5::text[], $6::timestamptz[],"
-                       " $7::timestamptz[], $8::text[], $9::jsonb[])",
-                       9, NULL, values, lengths, formats, 0);
+    res = PQexecPrepared(conn, "sc_journal_append", 9, values, lengths, formats, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         snprintf(err, errlen, "could not journal %zu events: %s", n, PQerrorMessage(conn));
         rc = sc_pq_error(conn, res);

@@ -40,7 +40,7 @@ typedef struct sc__runner {
     json_t *pending; /* events emitted in the open transaction */
     json_t *schools; /* directory entries (schools, classes) read in the open transaction */
     atomic_int state_code;
-    atomic_int_fast64_t cursor, handled, batches, retried, dead, ticks;
+    atomic_int_fast64_t cursor, handled, batches, retried, dead, ticks, yielded;
     char last_error[512];
     pthread_mutex_t error_lock;
     /* runner-thread only */
@@ -52,6 +52,10 @@ typedef struct sc__runner {
     /* After a batch that emptied the journal, the next waits until then, so that
      * events arriving one by one are handled together (plugins.pace). */
     int64_t pace_until_ms;
+    /* While intake is busy, a batch waits until plugins.yield ms after the last one:
+     * the journal takes the machine first, plugins catch up when it slackens. */
+    int64_t last_batch_ms;
+    bool holding;
     uint64_t sync_seq;
     int64_t sync_target;
 } sc__runner_t;
@@ -602,7 +606,7 @@ static int s_connect(sc__runner_t *r)
         "       AND EXISTS (SELECT 1 FROM unnest($2::text[]) s WHERE starts_with(e.type, s))"
         "     ORDER BY e.id LIMIT $3::int) e ON true",
         4, NULL);
-    bool prepared = PQresultStatus(prep) == PGRES_COMMAND_OK;
+    bool prepared = PQresultStatus(prep) == PGRES_COMMAND_OK && sc__journal_prepare(r->conn) == 0;
     PQclear(prep);
     /*
      * Nobody waits for a plugin's commit, so it need not wait for the disk: its writes, cursor
@@ -736,6 +740,7 @@ static void *s_main(void *arg)
     int64_t interval_ms = sc__cfg_int(r->d->cfg->core, "clock", "tick_interval") * 1000;
     if (interval_ms <= 0)
         interval_ms = 1000;
+    int64_t yield_ms = sc__cfg_int(r->d->cfg->core, "plugins", "yield");
     r->pipe = zmq_socket(r->d->zctx, ZMQ_PAIR);
     char endpoint[128];
     snprintf(endpoint, sizeof endpoint, "inproc://sc-runner-%s", r->p->name);
@@ -765,7 +770,7 @@ static void *s_main(void *arg)
             timeout = (long)(r->reconnect_at_ms - now_ms);
         else if (r->retry_at_ms > now_ms)
             timeout = (long)(r->retry_at_ms - now_ms);
-        else if (r->more)
+        else if (r->more && !r->holding)
             timeout = 0;
         else if (r->woken && r->pace_until_ms > now_ms)
             timeout = (long)(r->pace_until_ms - now_ms);
@@ -785,6 +790,8 @@ static void *s_main(void *arg)
         }
         if (timeout < 0 && timeout != -1)
             timeout = 0;
+        if (r->holding && (timeout < 0 || timeout > 20))
+            timeout = 20; /* look again soon: intake may have slackened */
         zmq_pollitem_t pi[2] = {{r->pipe, 0, ZMQ_POLLIN, 0}, {NULL, r->wake_fd, ZMQ_POLLIN, 0}};
         if (zmq_poll(pi, 2, timeout) < 0 && zmq_errno() == ETERM)
             break;
@@ -799,9 +806,15 @@ static void *s_main(void *arg)
         if (!r->conn && s_connect(r) < 0)
             continue;
         now_ms = sc__mono_ms();
-        if (now_ms >= r->retry_at_ms && (r->more || now_ms >= r->pace_until_ms)) {
+        bool due = now_ms >= r->retry_at_ms && (r->more || now_ms >= r->pace_until_ms);
+        r->holding = due && !manual && (r->more || r->woken) && atomic_load(&sc__stats.busy) &&
+                     now_ms < r->last_batch_ms + yield_ms;
+        if (r->holding) {
+            atomic_fetch_add(&r->yielded, 1);
+        } else if (due) {
             r->woken = false;
             s_process(r, (int)sc__cfg_int(r->d->cfg->core, "plugins", "batch"));
+            r->last_batch_ms = sc__mono_ms();
         }
         if (!manual && r->conn && sc__mono_ms() >= r->last_tick_ms + interval_ms) {
             sc_time_t next;
@@ -988,15 +1001,16 @@ json_t *sc__runners_list(sc__daemon_t *d)
             json_array_append_new(subs, json_string(*s));
         pthread_mutex_lock(&r->error_lock);
         json_t *o = json_pack(
-            "{s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s?}", "name",
+            "{s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s?}", "name",
             r->p->name, "version", r->p->version ? r->p->version : "", "description",
             r->p->description ? r->p->description : "", "state",
             s_state_names[atomic_load(&r->state_code)], "subscribe", subs, "cursor",
             (json_int_t)cursor, "lag", (json_int_t)(head > cursor ? head - cursor : 0), "handled",
             (json_int_t)atomic_load(&r->handled), "batches", (json_int_t)atomic_load(&r->batches),
             "retried", (json_int_t)atomic_load(&r->retried), "dead_letters",
-            (json_int_t)atomic_load(&r->dead), "ticks", (json_int_t)atomic_load(&r->ticks),
-            "last_error", r->last_error[0] ? r->last_error : NULL);
+            (json_int_t)atomic_load(&r->dead), "yielded", (json_int_t)atomic_load(&r->yielded),
+            "ticks", (json_int_t)atomic_load(&r->ticks), "last_error",
+            r->last_error[0] ? r->last_error : NULL);
         pthread_mutex_unlock(&r->error_lock);
         json_array_append_new(list, o);
     }

@@ -67,9 +67,10 @@ class Daemon:
     """One safecampusd with its own database. Use as a context manager."""
 
     def __init__(self, name, plugins=("probe",), config="", clock=START, manual=True, keep=False,
-                 database=None, plugin_settings=""):
+                 database=None, plugin_settings="", ingest_settings=""):
         self.name = name
         self.plugin_settings = plugin_settings  # more settings of the plugins group
+        self.ingest_settings = ingest_settings  # and of the ingest group
         self.plugins = list(plugins)
         self.extra_config = config
         self.clock_start = clock
@@ -111,14 +112,14 @@ class Daemon:
             if self.manual else 'clock: { mode = "system"; };'
         text = """# written by tests/integration/harness.py
 database: { conninfo = "%s"; reconnect_max = 2; };
-ingest: { endpoint = "tcp://127.0.0.1:%d"; };
+ingest: { endpoint = "tcp://127.0.0.1:%d"; %s };
 publish: { endpoint = "tcp://127.0.0.1:%d"; };
 control: { endpoint = "%s"; };
 %s
 plugins: { dir = "%s"; attempts = 3; backoff_min = 20; backoff_max = 200; %s };
 log: { level = "%s"; };
 %s
-""" % (self.conninfo, self.ingest_port, self.publish_port, self.control, clock, self.plugin_dir,
+""" % (self.conninfo, self.ingest_port, self.ingest_settings, self.publish_port, self.control, clock, self.plugin_dir,
             self.plugin_settings, os.environ.get("SC_LOG_LEVEL", "info"), self.extra_config)
         with open(self.config_path, "w") as f:
             f.write(text)

@@ -280,6 +280,24 @@ def test_a_trickle_of_events_shares_transactions():
         assert d.plugin("probe")["batches"] == 30, d.plugin("probe")
 
 
+def test_plugins_yield_to_a_busy_intake():
+    # ingest.busy = 1: intake is busy whenever an event waits for the journal. While a pipelined
+    # stream keeps it so, the plugin leaves plugins.yield (here longer than the test) between its
+    # batches; once the stream is journaled it catches up at once.
+    for yield_ms in (60000, 0):
+        with Daemon("yield", manual=False, ingest_settings="busy = 1;",
+                    plugin_settings="pace = 0; yield = %d;" % yield_ms) as d:
+            replies = d.send_many([d.envelope("probe.event", {"n": i}) for i in range(3000)])
+            assert all(r["ok"] for r in replies)
+            deadline = time.time() + 30
+            while d.plugin("probe")["handled"] < 3000 and time.time() < deadline:
+                time.sleep(0.02)
+            probe = d.plugin("probe")
+            assert probe["handled"] == 3000, probe
+            assert (probe["yielded"] > 0) == (yield_ms > 0), probe
+            assert d.request({"cmd": "stats"})["intake_busy"] is False
+
+
 def test_manual_clock_fires_every_deadline_on_the_way():
     with Daemon("clock") as d:
         d.set_time("2026-06-15T00:00:00Z")
