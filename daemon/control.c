@@ -60,7 +60,7 @@ static json_t *s_stats(void)
                      batches ? (double)events / (double)batches : 0.0, "journal_head",
                      (json_int_t)atomic_load(&sc__stats.head), "unreachable_peers",
                      (json_int_t)atomic_load(&sc__stats.unreachable_peers), "intake_busy",
-                     atomic_load(&sc__stats.busy));
+                     sc__intake_busy());
 }
 
 static json_t *s_clock(sc__daemon_t *d, const char *cmd, const json_t *req)

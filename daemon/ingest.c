@@ -16,6 +16,14 @@
 
 sc__stats_t sc__stats;
 
+/* How long intake stays busy after the queue was last seen over ingest.busy. */
+#define S_BUSY_HOLD_MS 200
+
+bool sc__intake_busy(void)
+{
+    return sc__mono_ms() < atomic_load(&sc__stats.busy_until_ms);
+}
+
 void sc__stats_head(int64_t id)
 {
     int_fast64_t cur = atomic_load(&sc__stats.head);
@@ -591,9 +599,10 @@ static void *s_ingest_main(void *arg)
         }
         if (stopping && in.inflight == 0)
             break;
-        atomic_store(&sc__stats.busy, in.busy > 0 && in.inflight >= in.busy);
+        if (in.busy > 0 && in.inflight >= in.busy)
+            atomic_store(&sc__stats.busy_until_ms, sc__mono_ms() + S_BUSY_HOLD_MS);
     }
-    atomic_store(&sc__stats.busy, false);
+    atomic_store(&sc__stats.busy_until_ms, 0);
 stop_writer:;
     s_chunk_t *stop = NULL;
     zmq_send(in.writer, &stop, sizeof stop, 0);

@@ -169,11 +169,14 @@ typedef struct sc__stats {
     atomic_uint_fast64_t refused[SC__E_COUNT];
     atomic_int_fast64_t head; /* highest journal number committed by this daemon */
     atomic_bool db_up;
-    /* More events wait for the journal than ingest.busy: plugins yield to intake. */
-    atomic_bool busy;
+    /* Until then (monotonic ms) intake counts as busy and plugins yield to it: set a little
+     * ahead each time more events than ingest.busy wait for the journal, so that a burst
+     * whose queue swings below the mark between batches stays one burst. */
+    atomic_int_fast64_t busy_until_ms;
 } sc__stats_t;
 extern sc__stats_t sc__stats;
 void sc__stats_head(int64_t id);
+bool sc__intake_busy(void);
 
 /* ---- db.c ---- */
 /* A session set up for the daemon (UTC, ISO dates, quiet notices). NULL with err on failure. */

@@ -807,7 +807,7 @@ static void *s_main(void *arg)
             continue;
         now_ms = sc__mono_ms();
         bool due = now_ms >= r->retry_at_ms && (r->more || now_ms >= r->pace_until_ms);
-        r->holding = due && !manual && (r->more || r->woken) && atomic_load(&sc__stats.busy) &&
+        r->holding = due && !manual && (r->more || r->woken) && sc__intake_busy() &&
                      now_ms < r->last_batch_ms + yield_ms;
         if (r->holding) {
             atomic_fetch_add(&r->yielded, 1);
