@@ -40,7 +40,14 @@ typedef struct s_item {
     int result; /* SC__OK or an error code, once the writer has answered */
 } s_item_t;
 
-/* Events handed to the writer together; batches are chains of chunks. */
+/*
+ * Events handed to the writer together; batches are chains of chunks. A chunk holds
+ * S_CHUNK_ITEMS: small enough to come from the heap (one of 1024 items took half a
+ * megabyte, mapped and unmapped for each event arriving alone), large enough that a
+ * burst costs the writer's pipe one message per 64 events.
+ */
+#define S_CHUNK_ITEMS 64
+
 typedef struct s_chunk {
     struct s_chunk *next;
     size_t n, cap;
@@ -324,7 +331,8 @@ typedef struct s_ingest {
     sc__daemon_t *d;
     void *router, *writer, *control, *publish;
     s_chunk_t *chunk;
-    size_t inflight, queue_max, chunk_max, busy;
+    size_t inflight, queue_max, busy;
+    size_t take_max; /* most messages read before handing what was read to the writer */
 } s_ingest_t;
 
 /* Appends a JSON string literal of s to buf; the input is valid UTF-8 from jansson. */
@@ -417,7 +425,7 @@ static void s_flush_chunk(s_ingest_t *in)
 /* Reads one message from the ROUTER; replies at once to what cannot be journaled. */
 static void s_take(s_ingest_t *in)
 {
-    if (!in->chunk && !(in->chunk = s_chunk_new(in->chunk_max)))
+    if (!in->chunk && !(in->chunk = s_chunk_new(S_CHUNK_ITEMS)))
         return;
     s_item_t *it = &in->chunk->items[in->chunk->n];
     memset(it, 0, sizeof *it);
@@ -545,9 +553,9 @@ static void *s_ingest_main(void *arg)
     const json_t *core = in.d->cfg->core;
     in.queue_max = (size_t)sc__cfg_int(core, "ingest", "queue_max");
     in.busy = (size_t)sc__cfg_int(core, "ingest", "busy");
-    in.chunk_max = (size_t)sc__cfg_int(core, "ingest", "batch_max");
-    if (in.chunk_max > 1024)
-        in.chunk_max = 1024;
+    in.take_max = (size_t)sc__cfg_int(core, "ingest", "batch_max");
+    if (in.take_max > 1024)
+        in.take_max = 1024;
     in.control = zmq_socket(in.d->zctx, ZMQ_PAIR);
     zmq_connect(in.control, S_CONTROL_PIPE);
     in.writer = zmq_socket(in.d->zctx, ZMQ_PAIR);
@@ -585,9 +593,10 @@ static void *s_ingest_main(void *arg)
         if (pi[1].revents & ZMQ_POLLIN)
             s_answered(&in);
         if (n == 3 && (pi[2].revents & ZMQ_POLLIN)) {
-            /* Take what is there, up to one chunk, then hand it to the writer at once:
-             * whatever arrives while it commits becomes the next batch. */
-            for (size_t i = 0; i < in.chunk_max; i++) {
+            /* Take what is there (full chunks go to the writer as they fill), then hand
+             * the rest over at once: whatever arrives while it commits is the next batch. */
+            size_t taken = 0;
+            for (; taken < in.take_max; taken++) {
                 int ev = 0;
                 size_t sz = sizeof ev;
                 zmq_getsockopt(in.router, ZMQ_EVENTS, &ev, &sz);
@@ -595,6 +604,9 @@ static void *s_ingest_main(void *arg)
                     break;
                 s_take(&in);
             }
+            /* Still more waiting: senders are queueing in front of us, busy as well. */
+            if (taken == in.take_max && in.busy > 0)
+                atomic_store(&sc__stats.busy_until_ms, sc__mono_ms() + S_BUSY_HOLD_MS);
             s_flush_chunk(&in);
         }
         if (stopping && in.inflight == 0)

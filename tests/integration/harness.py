@@ -63,6 +63,11 @@ def pg_params(dbname=None):
     return params
 
 
+def _more(settings):
+    """Extra settings of a group, spaced so that a config without them reads as before."""
+    return settings + " " if settings else ""
+
+
 class Daemon:
     """One safecampusd with its own database. Use as a context manager."""
 
@@ -112,15 +117,15 @@ class Daemon:
             if self.manual else 'clock: { mode = "system"; };'
         text = """# written by tests/integration/harness.py
 database: { conninfo = "%s"; reconnect_max = 2; };
-ingest: { endpoint = "tcp://127.0.0.1:%d"; %s };
+ingest: { endpoint = "tcp://127.0.0.1:%d"; %s};
 publish: { endpoint = "tcp://127.0.0.1:%d"; };
 control: { endpoint = "%s"; };
 %s
-plugins: { dir = "%s"; attempts = 3; backoff_min = 20; backoff_max = 200; %s };
+plugins: { dir = "%s"; attempts = 3; backoff_min = 20; backoff_max = 200; %s};
 log: { level = "%s"; };
 %s
-""" % (self.conninfo, self.ingest_port, self.ingest_settings, self.publish_port, self.control, clock, self.plugin_dir,
-            self.plugin_settings, os.environ.get("SC_LOG_LEVEL", "info"), self.extra_config)
+""" % (self.conninfo, self.ingest_port, _more(self.ingest_settings), self.publish_port,
+            self.control, clock, self.plugin_dir, _more(self.plugin_settings), os.environ.get("SC_LOG_LEVEL", "info"), self.extra_config)
         with open(self.config_path, "w") as f:
             f.write(text)
 

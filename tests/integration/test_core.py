@@ -295,6 +295,8 @@ def test_plugins_yield_to_a_busy_intake():
             probe = d.plugin("probe")
             assert probe["handled"] == 3000, probe
             assert (probe["yielded"] > 0) == (yield_ms > 0), probe
+            while d.request({"cmd": "stats"})["intake_busy"] and time.time() < deadline:
+                time.sleep(0.02)
             assert d.request({"cmd": "stats"})["intake_busy"] is False
 
 
