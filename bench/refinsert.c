@@ -224,8 +224,9 @@ static json_t *s_journal(s_ref_t *r, PGconn *db)
         bool actor_null = false;
         for (size_t i = 0; i < r->batch; i++)
             actor_null |= !evs[i].actor[0];
-        for (int f = 0; f < 5 && rc == 0; f++) /* the sender gives the school, not the district */
-            rc = bench_array_begin(&b[f], r->batch, BENCH_TEXTOID, f == 2);
+        /* The district as the daemon's writer passes it, from the schools it knows. */
+        for (int f = 0; f < 5 && rc == 0; f++)
+            rc = bench_array_begin(&b[f], r->batch, BENCH_TEXTOID, false);
         if (rc == 0)
             rc = bench_array_begin(&b[5], r->batch, BENCH_TIMESTAMPTZOID, false) |
                  bench_array_begin(&b[6], r->batch, BENCH_TIMESTAMPTZOID, false) |
@@ -235,7 +236,7 @@ static json_t *s_journal(s_ref_t *r, PGconn *db)
             const bench_event_t *e = &evs[i];
             rc = bench_field_text(&b[0], e->type, strlen(e->type)) |
                  bench_field_text(&b[1], e->school, strlen(e->school)) |
-                 bench_field_text(&b[2], NULL, 0) |
+                 bench_field_text(&b[2], e->district, strlen(e->district)) |
                  bench_field_text(&b[3], e->source, strlen(e->source)) |
                  bench_field_text(&b[4], e->id, strlen(e->id)) |
                  bench_field_time(&b[5], e->occurred_at) | bench_field_time(&b[6], received) |
