@@ -432,6 +432,14 @@ static void s_refresh_head(sc__runner_t *r)
     PQclear(res);
 }
 
+/* The batch is over: keep = the plugin writes what it deferred, else drops it. */
+static int s_end_batch(sc__runner_t *r, bool keep)
+{
+    if (!SC_PLUGIN_HAS(r->p, end_batch) || !r->p->end_batch)
+        return 0;
+    return r->p->end_batch(&r->base, r->state, keep);
+}
+
 static void s_process(sc__runner_t *r, int max)
 {
     char cur[24], lim[16], upto[24];
@@ -492,6 +500,7 @@ static void s_process(sc__runner_t *r, int max)
             PQclear(res);
             sc__db_exec(r->conn, "ROLLBACK");
             json_array_clear(r->pending);
+            s_end_batch(r, false);
             if (r->conn && PQstatus(r->conn) != CONNECTION_OK) {
                 s_check_conn(r, -EAGAIN);
             } else if (handled > 0) {
@@ -516,6 +525,19 @@ static void s_process(sc__runner_t *r, int max)
         sc__db_exec(r->conn, "ROLLBACK");
         json_array_clear(r->pending);
         atomic_store(&r->cursor, next_cursor);
+    } else if ((rc = s_end_batch(r, true)) < 0) {
+        /* The deferred writes of the batch failed: which event's, the halves will tell. */
+        sc__db_exec(r->conn, "ROLLBACK");
+        json_array_clear(r->pending);
+        if (r->conn && PQstatus(r->conn) != CONNECTION_OK) {
+            s_check_conn(r, -EAGAIN);
+        } else if (handled > 1) {
+            s_process(r, handled / 2);
+            r->more = true;
+        } else {
+            s_failed(r, last, rc);
+        }
+        return;
     } else if (s_commit(r, next_cursor) < 0) {
         sc__log(SC_LOG_WARNING, r->p->name, "could not commit a batch: %s",
                 r->conn ? PQerrorMessage(r->conn) : "connection lost");

@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -196,6 +197,15 @@ struct sc_ctx {
  *    reference in *reply, inside a read-only transaction. Returns 0, or
  *    -EINVAL with *reply an {"error":…} object for a bad request.
  *  - fini: free state. Called once, also when init failed part-way.
+ *  - end_batch (optional; read only when size covers it, so older plugins
+ *    load unchanged): the core hands handle() a batch of events in one
+ *    transaction; a plugin may defer writes and send them together here.
+ *    Called after the batch's last handle() with keep = true, still inside
+ *    the transaction and before the core journals what was emitted and
+ *    commits: write what was deferred, return as handle() does (on failure
+ *    the core splits the batch to find the event at fault). Called with
+ *    keep = false when the batch is rolled back: drop what was deferred.
+ *    Either way nothing deferred may outlive the call.
  */
 struct sc_plugin {
     uint32_t abi;  /* SC_PLUGIN_ABI */
@@ -212,7 +222,11 @@ struct sc_plugin {
     int (*tick)(sc_ctx_t *ctx, void *state, sc_time_t now, sc_time_t *next);
     int (*query)(sc_ctx_t *ctx, void *state, const json_t *req, json_t **reply);
     void (*fini)(sc_ctx_t *ctx, void *state);
+    int (*end_batch)(sc_ctx_t *ctx, void *state, bool keep);
 };
+
+/* Whether a plugin's struct reaches the field `f` (fields only grow at the end). */
+#define SC_PLUGIN_HAS(p, f) ((p)->size >= offsetof(struct sc_plugin, f) + sizeof((p)->f))
 
 typedef const struct sc_plugin *(*sc_plugin_entry_fn)(void);
 

@@ -74,6 +74,8 @@ static void s_fini(sc_ctx_t *ctx, void *state)
     if (!st)
         return;
     lg_terms_free(st);
+    json_decref(st->cards);
+    json_decref(st->card_schools);
     free(st->drill_kinds);
     json_decref(st->approver_roles);
     json_decref(st->agreement_directory_roles);
@@ -134,6 +136,8 @@ static int s_init(sc_ctx_t *ctx, void **state)
     if (!st)
         return rc;
     *state = st;
+    if (!(st->cards = json_array()) || !(st->card_schools = json_object()))
+        return rc;
     rc = -EINVAL;
     if (lg_terms_load(ctx, st, json_object_get(cfg, "terms"),
                       json_object_get(cfg, "district_terms")) < 0)
@@ -205,6 +209,7 @@ static const struct sc_plugin s_plugin = {
     .tick = s_tick,
     .query = s_query,
     .fini = s_fini,
+    .end_batch = lg_end_batch,
 };
 
 SC_PLUGIN_DEFINE(s_plugin)

@@ -54,7 +54,14 @@ typedef struct lg_state {
     json_t *penalties; /* incident severity → points */
     int page_limit;
     bool rescheduled; /* schools without a drill check were looked at again since start */
+    /* Pupils' card events of the open batch, written together at its end (lg_end_batch):
+     * rows {ts, school, dir, card}, and the schools whose row this transaction has seen. */
+    json_t *cards;
+    json_t *card_schools;
 } lg_state_t;
+
+/* The batch is over: write the deferred card events (keep) or drop them. */
+int lg_end_batch(sc_ctx_t *ctx, void *state, bool keep);
 
 /* A school as the plugin keeps it. */
 typedef struct lg_school {

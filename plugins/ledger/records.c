@@ -248,6 +248,36 @@ static int s_directory_school(sc_ctx_t *ctx, lg_state_t *st, const sc_event_t *e
                    3, p);
 }
 
+int lg_end_batch(sc_ctx_t *ctx, void *state, bool keep)
+{
+    lg_state_t *st = state;
+    int rc = 0;
+    size_t n = json_array_size(st->cards);
+    if (keep && n > 0) {
+        char *rows = json_dumps(st->cards, JSON_COMPACT);
+        const char *p[1] = {rows};
+        PGresult *res = NULL;
+        if (!rows)
+            rc = -ENOMEM;
+        else if (!(res =
+                       sc_pq_exec(sc_db(ctx),
+                                  "INSERT INTO ledger.card_events (ts, school_id, direction, card)"
+                                  " SELECT (r->>'ts')::timestamptz, s.id, (r->>'dir')::int,"
+                                  "        r->>'card'"
+                                  "   FROM json_array_elements($1::json) r"
+                                  "   JOIN ledger.schools s ON s.school = r->>'school'",
+                                  1, p, &rc)))
+            SC_LOG_ERR(ctx, "%s", PQerrorMessage(sc_db(ctx)));
+        else if ((size_t)atoll(PQcmdTuples(res)) != n)
+            rc = -EIO; /* a school's row vanished within the transaction: cannot happen */
+        PQclear(res);
+        free(rows);
+    }
+    json_array_clear(st->cards);
+    json_object_clear(st->card_schools);
+    return rc;
+}
+
 /* ---- the records ------------------------------------------------------------------------- */
 
 typedef int (*s_apply_fn)(sc_ctx_t *ctx, lg_state_t *st, const sc_event_t *ev,
@@ -913,16 +943,22 @@ static bool s_pupil(const json_t *d)
 }
 
 /*
- * A pupil's card event: one narrow row, the school found by the same statement, so the common
- * case is one round trip.
+ * A pupil's card event: one narrow row. The first of a school in a batch is written at once,
+ * the school found (or registered) by the same statement; the others wait for the batch's
+ * end and go in one statement, since the school's row is then known to be there.
  */
 static int s_card(sc_ctx_t *ctx, lg_state_t *st, const sc_event_t *ev, int direction)
 {
     char when[SC_TIME_LEN], dir[4];
     int rc;
     snprintf(dir, sizeof dir, "%d", direction);
-    const char *p[4] = {sc_time_format(ev->occurred_at, when), ev->school, dir,
-                        sc_json_str(ev->data, "card")};
+    sc_time_format(ev->occurred_at, when);
+    if (json_object_get(st->card_schools, ev->school)) {
+        json_t *row = json_pack("{s:s, s:s, s:i, s:s}", "ts", when, "school", ev->school, "dir",
+                                direction, "card", sc_json_str(ev->data, "card"));
+        return row && json_array_append_new(st->cards, row) == 0 ? 0 : -ENOMEM;
+    }
+    const char *p[4] = {when, ev->school, dir, sc_json_str(ev->data, "card")};
     for (int attempt = 0; attempt < 2; attempt++) {
         PGresult *res = sc_pq_exec(sc_db(ctx),
                                    "INSERT INTO ledger.card_events (ts, school_id, direction, card)"
@@ -935,7 +971,8 @@ static int s_card(sc_ctx_t *ctx, lg_state_t *st, const sc_event_t *ev, int direc
         bool done = atoi(PQcmdTuples(res)) > 0;
         PQclear(res);
         if (done)
-            return 0;
+            return json_object_set_new(st->card_schools, ev->school, json_true()) == 0 ? 0
+                                                                                       : -ENOMEM;
         lg_school_t s;
         if ((rc = lg_school_get(ctx, st, ev->school, ev->district, ev->occurred_at, &s)) < 0)
             return rc;

@@ -154,6 +154,19 @@ def test_failing_plugin_dead_letters_and_goes_on():
         dead = [r["event"] for r in d.sql("SELECT event FROM core.dead_letters ORDER BY id")]
         assert dead == [bad, replies[10]["event"]], dead
 
+        # A batch whose deferred writes fail at its end (end_batch): halved until the event at
+        # fault stands alone, which is dead-lettered; the others are handled once each.
+        last = replies[-1]["event"]
+        envs = [d.envelope("probe.event", {"n": i}) for i in range(40)]
+        envs.insert(25, d.envelope("probe.fail", {"mode": "at_end", "times": 100}))
+        replies = d.send_many(envs)
+        d.sync()
+        rows = d.sql("SELECT event, count(*) AS n FROM probe.handled WHERE event > %s"
+                     " GROUP BY event", [last])
+        assert len(rows) == 40 and all(r["n"] == 1 for r in rows), rows
+        dead = [r["event"] for r in d.sql("SELECT event FROM core.dead_letters ORDER BY id")]
+        assert dead[-1] == replies[25]["event"] and len(dead) == 3, dead
+
 
 def test_kill_9_mid_stream_then_resend_loses_nothing_and_doubles_nothing():
     total = 3000

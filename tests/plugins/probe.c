@@ -16,6 +16,7 @@
 typedef struct s_state {
     int64_t event[64];
     int attempts[64];
+    bool end_fails; /* a "probe.fail" of mode at_end is in the open batch */
 } s_state_t;
 
 static int s_event(const sc_event_t *ev, char *detail, size_t dlen)
@@ -25,7 +26,7 @@ static int s_event(const sc_event_t *ev, char *detail, size_t dlen)
 
 static int s_fail(const sc_event_t *ev, char *detail, size_t dlen)
 {
-    static const char *const modes[] = {"permanent", "transient", NULL};
+    static const char *const modes[] = {"permanent", "transient", "at_end", NULL};
     int rc;
     if ((rc = sc_check_enum(ev->data, "data.", "mode", true, modes, detail, dlen)) < 0)
         return rc;
@@ -93,7 +94,10 @@ static int s_handle(sc_ctx_t *ctx, void *state, const sc_event_t *ev)
     }
     if (strcmp(ev->type, PROBE_NAME ".fail") == 0) {
         int attempt = s_attempt(state, ev->id);
-        if (attempt <= sc_json_int(ev->data, "times", 0)) {
+        bool at_end = strcmp(sc_json_str(ev->data, "mode"), "at_end") == 0;
+        if (at_end && attempt <= sc_json_int(ev->data, "times", 0)) {
+            ((s_state_t *)state)->end_fails = true; /* handled now, failing at the batch's end */
+        } else if (!at_end && attempt <= sc_json_int(ev->data, "times", 0)) {
             bool transient = strcmp(sc_json_str(ev->data, "mode"), "transient") == 0;
             SC_LOG_ERR(ctx, "failing event %lld on purpose (attempt %d)", (long long)ev->id,
                        attempt);
@@ -193,6 +197,19 @@ static void s_fini(sc_ctx_t *ctx, void *state)
 
 static const char *const s_subscribe[] = {PROBE_NAME ".", NULL};
 
+/* A batch holding a "probe.fail" of mode at_end fails here, as deferred writes might. */
+static int s_end_batch(sc_ctx_t *ctx, void *state, bool keep)
+{
+    s_state_t *st = state;
+    bool fail = st->end_fails;
+    st->end_fails = false;
+    if (keep && fail) {
+        SC_LOG_ERR(ctx, "failing the end of a batch on purpose");
+        return -EIO;
+    }
+    return 0;
+}
+
 static const struct sc_plugin s_plugin = {
     .abi = SC_PLUGIN_ABI,
     .size = sizeof(struct sc_plugin),
@@ -208,6 +225,7 @@ static const struct sc_plugin s_plugin = {
     .tick = s_tick,
     .query = s_query,
     .fini = s_fini,
+    .end_batch = s_end_batch,
 };
 
 SC_PLUGIN_DEFINE(s_plugin)

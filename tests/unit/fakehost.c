@@ -416,9 +416,63 @@ static int s_in_tx(fh_t *self, int (*fn)(fh_t *, void *), void *arg)
     return rc;
 }
 
+static int s_end_batch(fh_t *self, bool keep)
+{
+    const struct sc_plugin *p = self->plugin;
+    return SC_PLUGIN_HAS(p, end_batch) && p->end_batch
+               ? p->end_batch(&self->base, self->state, keep)
+               : 0;
+}
+
+/* One event is a batch of one: handle, then the batch's end, as the daemon runs them. */
 static int s_do_handle(fh_t *self, void *arg)
 {
-    return self->plugin->handle(&self->base, self->state, arg);
+    int rc = self->plugin->handle(&self->base, self->state, arg);
+    int end = s_end_batch(self, rc == 0);
+    return rc < 0 ? rc : end;
+}
+
+typedef struct s_batch {
+    sc_event_t *evs;
+    size_t n;
+    bool keep;
+} s_batch_t;
+
+static int s_do_batch(fh_t *self, void *arg)
+{
+    s_batch_t *b = arg;
+    int rc = 0;
+    for (size_t i = 0; i < b->n && rc == 0; i++)
+        rc = self->plugin->handle(&self->base, self->state, &b->evs[i]);
+    bool keep = rc == 0 && b->keep;
+    int end = s_end_batch(self, keep);
+    if (rc == 0 && !b->keep)
+        return -ECANCELED; /* rolled back on purpose */
+    return rc < 0 ? rc : end;
+}
+
+int fh_handle_batch(fh_t *self, const char *const *envelopes, size_t n, bool keep)
+{
+    json_t *envs = json_array();
+    sc_event_t *evs = calloc(n ? n : 1, sizeof *evs);
+    int rc = -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        json_error_t jerr;
+        json_t *env = json_loads(envelopes[i], 0, &jerr);
+        if (!env) {
+            fprintf(stderr, "fakehost: fixture is not JSON: %s\n", jerr.text);
+            goto out;
+        }
+        json_array_append_new(envs, env);
+        if (s_event(self, env, &evs[i]) < 0)
+            goto out;
+    }
+    s_batch_t b = {evs, n, keep};
+    rc = s_in_tx(self, s_do_batch, &b);
+out:
+    free(evs);
+    json_decref(envs);
+    return rc;
 }
 
 int fh_handle(fh_t *self, const char *envelope_json)

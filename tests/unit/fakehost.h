@@ -48,6 +48,13 @@ int fh_validate(fh_t *self, const char *envelope_json, char *detail, size_t dlen
  */
 int fh_handle(fh_t *self, const char *envelope_json);
 
+/*
+ * Hands n events to handle() in one transaction and then calls end_batch, as
+ * the daemon's runner does with a batch; keep = false rolls the batch back
+ * after its last event (end_batch told to drop) and returns -ECANCELED.
+ */
+int fh_handle_batch(fh_t *self, const char *const *envelopes, size_t n, bool keep);
+
 /* Runs tick() at the clock's time in a transaction; *next gets the plugin's next instant. */
 int fh_tick(fh_t *self, sc_time_t *next);
 

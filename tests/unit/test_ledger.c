@@ -727,6 +727,40 @@ static void test_gate(void **state)
 
 /* ---- agreements -------------------------------------------------------------------------- */
 
+/* Pupils' cards handed over as the daemon does, several to a transaction. */
+static void test_card_batches(void **state)
+{
+    (void)state;
+    fh_t *fh = s_host(NULL, "2026-03-02T07:00:00+08:00");
+    char envs[8][256];
+    const char *p[8];
+    for (int i = 0; i < 8; i++) {
+        /* sch-001 and sch-004, the latter unknown to the ledger until its first card. */
+        snprintf(envs[i], sizeof envs[i],
+                 "{\"type\":\"gate.entry\",\"school\":\"%s\",\"source\":\"cards\","
+                 "\"occurred_at\":\"2026-03-02T07:%02d:00+08:00\","
+                 "\"data\":{\"kind\":\"pupil\",\"card\":\"c-%d\"}}",
+                 i % 3 ? "sch-001" : "sch-004", 10 + i, i);
+        p[i] = envs[i];
+    }
+    /* The first card of each school goes at once, the rest at the batch's end: all 8 rows. */
+    assert_int_equal(fh_handle_batch(fh, p, 8, true), 0);
+    assert_int_equal(s_sql_long(fh, "SELECT count(*) FROM ledger.card_events"), 8);
+    assert_int_equal(s_sql_long(fh, "SELECT count(*) FROM ledger.card_events c JOIN ledger.schools"
+                                    " s ON s.id = c.school_id WHERE s.school = 'sch-004'"),
+                     3);
+    assert_int_equal(s_sql_long(fh, "SELECT count(DISTINCT card) FROM ledger.card_events"), 8);
+    /* A batch rolled back leaves nothing behind, neither in the table nor for the next one. */
+    assert_int_equal(fh_handle_batch(fh, p, 5, false), -ECANCELED);
+    assert_int_equal(s_sql_long(fh, "SELECT count(*) FROM ledger.card_events"), 8);
+    assert_int_equal(fh_handle_batch(fh, p + 5, 3, true), 0);
+    assert_int_equal(s_sql_long(fh, "SELECT count(*) FROM ledger.card_events"), 11);
+    /* One at a time, as a trickle arrives. */
+    assert_int_equal(fh_handle(fh, p[1]), 0);
+    assert_int_equal(fh_handle(fh, p[2]), 0);
+    assert_int_equal(s_sql_long(fh, "SELECT count(*) FROM ledger.card_events"), 13);
+}
+
 static void test_agreements(void **state)
 {
     (void)state;
@@ -1352,6 +1386,7 @@ int main(void)
         cmocka_unit_test_teardown(test_drill_minimum, s_teardown),
         cmocka_unit_test_teardown(test_outings, s_teardown),
         cmocka_unit_test_teardown(test_gate, s_teardown),
+        cmocka_unit_test_teardown(test_card_batches, s_teardown),
         cmocka_unit_test_teardown(test_agreements, s_teardown),
         cmocka_unit_test_teardown(test_ledger_sections, s_teardown),
         cmocka_unit_test_teardown(test_assessment, s_teardown),
