@@ -143,29 +143,26 @@ def test_failing_plugin_dead_letters_and_goes_on():
         p = d.plugin("probe")
         assert p["dead_letters"] == 1 and p["retried"] >= 4 and p["lag"] == 0, p
 
-        # A failure in the middle of a batch: the events around it are handled once each.
-        envs = [d.envelope("probe.event", {"n": i}) for i in range(20)]
-        envs.insert(10, d.envelope("probe.fail", {"mode": "permanent", "times": 100}))
-        replies = d.send_many(envs)
-        d.sync()
-        rows = d.sql("SELECT event, count(*) AS n FROM probe.handled WHERE type = 'probe.event'"
-                     " AND event > %s GROUP BY event", [after])
-        assert len(rows) == 20 and all(r["n"] == 1 for r in rows), rows
-        dead = [r["event"] for r in d.sql("SELECT event FROM core.dead_letters ORDER BY id")]
-        assert dead == [bad, replies[10]["event"]], dead
+        def failing_in_a_batch(mode, count, at, after):
+            # count events pipelined with a failing one at `at`: the others are handled once
+            # each, the one at fault is the newest dead letter. Returns the last number.
+            envs = [d.envelope("probe.event", {"n": i}) for i in range(count)]
+            envs.insert(at, d.envelope("probe.fail", {"mode": mode, "times": 100}))
+            replies = d.send_many(envs)
+            d.sync()
+            rows = d.sql("SELECT event, count(*) AS n FROM probe.handled WHERE event > %s"
+                         " GROUP BY event", [after])
+            assert len(rows) == count and all(r["n"] == 1 for r in rows), rows
+            dead = [r["event"] for r in d.sql("SELECT event FROM core.dead_letters ORDER BY id")]
+            assert dead[-1] == replies[at]["event"], dead
+            return max(r["event"] for r in replies)
 
-        # A batch whose deferred writes fail at its end (end_batch): halved until the event at
-        # fault stands alone, which is dead-lettered; the others are handled once each.
-        last = replies[-1]["event"]
-        envs = [d.envelope("probe.event", {"n": i}) for i in range(40)]
-        envs.insert(25, d.envelope("probe.fail", {"mode": "at_end", "times": 100}))
-        replies = d.send_many(envs)
-        d.sync()
-        rows = d.sql("SELECT event, count(*) AS n FROM probe.handled WHERE event > %s"
-                     " GROUP BY event", [last])
-        assert len(rows) == 40 and all(r["n"] == 1 for r in rows), rows
-        dead = [r["event"] for r in d.sql("SELECT event FROM core.dead_letters ORDER BY id")]
-        assert dead[-1] == replies[25]["event"] and len(dead) == 3, dead
+        # A failure in the middle of a batch: the events before it are run again without it.
+        after = failing_in_a_batch("permanent", 20, 10, after)
+        # Deferred writes failing at the batch's end (end_batch): the batch is halved until
+        # the event at fault stands alone.
+        failing_in_a_batch("at_end", 40, 25, after)
+        assert d.sql("SELECT count(*) AS n FROM core.dead_letters")[0]["n"] == 3
 
 
 def test_kill_9_mid_stream_then_resend_loses_nothing_and_doubles_nothing():
