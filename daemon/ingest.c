@@ -223,9 +223,15 @@ static void s_writer_commit(s_writer_t *w, s_chunk_t *batch, size_t total)
     size_t n = 0;
     for (s_chunk_t *c = batch; c; c = c->next) {
         for (size_t i = 0; i < c->n; i++) {
+            const s_item_t *it = &c->items[i];
             sc__jentry_t *e = &w->entries[n++];
-            *e = c->items[i].je;
-            if (!e->district && e->school)
+            *e = it->je;
+            if (e->district || !e->school)
+                continue;
+            /* A school's own upsert is filed under the district it names, even a new one. */
+            if (strcmp(e->type, "directory.school.upserted") == 0)
+                e->district = sc_json_str(it->env.ev.data, "district");
+            else
                 e->district = json_string_value(json_object_get(w->districts, e->school));
         }
     }

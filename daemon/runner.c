@@ -409,12 +409,6 @@ static void s_failed(sc__runner_t *r, int64_t event, int rc)
 }
 
 /*
- * Handles up to `max` events after the cursor in one transaction. Optimistic:
- * no savepoint per event. When the k-th event fails, the whole transaction is
- * rolled back and the k events before it are handled again on their own (they
- * succeeded once, and nothing of them was kept), so the failing event is next.
- */
-/*
  * The journal's head as this daemon knows it moves with every commit of its own; once a
  * second (and after each connection) it is also read from the database, for what the
  * daemon did not journal itself.
@@ -440,6 +434,14 @@ static int s_end_batch(sc__runner_t *r, bool keep)
     return r->p->end_batch(&r->base, r->state, keep);
 }
 
+/*
+ * Handles up to `max` events after the cursor in one transaction. Optimistic:
+ * no savepoint per event. When the k-th event fails, the whole transaction is
+ * rolled back and the k events before it are handled again on their own (they
+ * succeeded once, and nothing of them was kept), so the failing event is next.
+ * When the plugin's end_batch fails, the batch is halved until the event at
+ * fault stands alone.
+ */
 static void s_process(sc__runner_t *r, int max)
 {
     char cur[24], lim[16], upto[24];
@@ -457,7 +459,6 @@ static void s_process(sc__runner_t *r, int max)
     snprintf(upto, sizeof upto, "%lld", (long long)window_end);
     const char *p[4] = {cur, r->subscribe, lim, upto};
     int rc = 0;
-    r->more = false;
     if (s_begin(r, "BEGIN") < 0)
         return;
     PGresult *res = PQexecPrepared(r->conn, "sc_fetch", 4, p, NULL, NULL, 0);

@@ -365,9 +365,12 @@ def test_directory_is_kept_and_fills_districts():
         # A school moved to another district: its next events carry the new one.
         d.ok("directory.district.upserted", {"district": "dist-02", "name": "West"}, school=None,
              district="dist-02")
-        d.ok("directory.school.upserted", {"name": "Second", "district": "dist-02"}, school="sch-002")
+        moved = d.ok("directory.school.upserted", {"name": "Second", "district": "dist-02"},
+                     school="sch-002")
         d.ok("probe.event", {"n": 2}, school="sch-002")
         assert d.events("probe.event")[-1]["district"] == "dist-02"
+        assert d.sql("SELECT district FROM core.events WHERE id = %s", [moved]) == [
+            {"district": "dist-02"}]
         r = d.send("directory.student.upserted", {"student": "st-999", "class": "c-1a", "name": "Xiao Ming"})
         assert not r["ok"] and "data.name" in r["detail"], r
         r = d.send("directory.school.upserted", {"name": "X", "district": "dist-01", "timezone": "Mars/Base"})
