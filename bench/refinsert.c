@@ -126,6 +126,21 @@ static int s_copy_row(bench_buf_t *b, const bench_event_t *e, int64_t id, sc_tim
  * (and one commit) per batch, one connection: what the journal writer does,
  * without the daemon. Rates count rows offered, as the daemon's count acks.
  */
+/*
+ * A phase's figures: rows offered, seconds in the database, rows per second,
+ * statement latencies, WAL bytes per row (null when the WAL position could not
+ * be read). New reference; `lat` is left to the caller.
+ */
+static json_t *s_phase(uint64_t rows, int64_t busy_ns, bench_lat_t *lat, int64_t wal0, int64_t wal1)
+{
+    return json_pack(
+        "{s:I, s:f, s:f, s:o, s:o}", "rows", (json_int_t)rows, "seconds", (double)busy_ns / 1e9,
+        "rows_per_s", busy_ns ? (double)rows / ((double)busy_ns / 1e9) : 0.0, "statement_ms",
+        bench_lat_summary(lat), "wal_bytes_per_row",
+        wal0 >= 0 && wal1 >= wal0 && rows ? json_real((double)(wal1 - wal0) / (double)rows)
+                                          : json_null());
+}
+
 static json_t *s_batched(s_ref_t *r)
 {
     bench_event_t *evs = calloc(r->batch, sizeof *evs);
@@ -172,14 +187,9 @@ static json_t *s_batched(s_ref_t *r)
         rows += r->batch;
         bench_lat_add(&lat, dt);
     }
-    int64_t wal1 = s_wal_bytes(r->db);
-    out = json_pack("{s:I, s:I, s:f, s:f, s:o, s:o}", "rows", (json_int_t)rows, "inserted",
-                    (json_int_t)inserted, "seconds", (double)busy / 1e9, "rows_per_s",
-                    busy ? (double)rows / ((double)busy / 1e9) : 0.0, "statement_ms",
-                    bench_lat_summary(&lat), "wal_bytes_per_row",
-                    wal0 >= 0 && wal1 >= wal0 && rows
-                        ? json_real((double)(wal1 - wal0) / (double)rows)
-                        : json_null());
+    out = s_phase(rows, busy, &lat, wal0, s_wal_bytes(r->db));
+    if (out)
+        json_object_set_new(out, "inserted", json_integer((json_int_t)inserted));
 out:
     free(evs);
     free(ids);
@@ -272,14 +282,9 @@ static json_t *s_journal(s_ref_t *r, PGconn *db)
         rows += r->batch;
         bench_lat_add(&lat, dt);
     }
-    int64_t wal1 = s_wal_bytes(db);
-    out = json_pack("{s:I, s:I, s:f, s:f, s:o, s:o}", "rows", (json_int_t)rows, "duplicates",
-                    (json_int_t)dups, "seconds", (double)busy / 1e9, "rows_per_s",
-                    busy ? (double)rows / ((double)busy / 1e9) : 0.0, "statement_ms",
-                    bench_lat_summary(&lat), "wal_bytes_per_row",
-                    wal0 >= 0 && wal1 >= wal0 && rows
-                        ? json_real((double)(wal1 - wal0) / (double)rows)
-                        : json_null());
+    out = s_phase(rows, busy, &lat, wal0, s_wal_bytes(db));
+    if (out)
+        json_object_set_new(out, "duplicates", json_integer((json_int_t)dups));
 out:
     free(evs);
     free(ids);
@@ -340,13 +345,7 @@ static json_t *s_copy(s_ref_t *r)
         rows += r->batch;
         bench_lat_add(&lat, dt);
     }
-    int64_t wal1 = s_wal_bytes(r->db);
-    out = json_pack(
-        "{s:I, s:f, s:f, s:o, s:o}", "rows", (json_int_t)rows, "seconds", (double)busy / 1e9,
-        "rows_per_s", busy ? (double)rows / ((double)busy / 1e9) : 0.0, "statement_ms",
-        bench_lat_summary(&lat), "wal_bytes_per_row",
-        wal0 >= 0 && wal1 >= wal0 && rows ? json_real((double)(wal1 - wal0) / (double)rows)
-                                          : json_null());
+    out = s_phase(rows, busy, &lat, wal0, s_wal_bytes(r->db));
 out:
     free(evs);
     free(ids);

@@ -1,25 +1,13 @@
-/* Helpers shared by the libFuzzer targets: scratch files, the plugin registry, invariants. */
+/* Helpers for the fuzz targets that load the daemon: scratch files, the plugin registry. */
 #include "common.h"
 
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-__attribute__((noreturn, format(printf, 1, 2))) void fz_fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("fuzz: invariant broken: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    abort();
-}
 
 const char *fz_tmpdir(void)
 {
@@ -109,13 +97,6 @@ void fz_load(const char *extra, sc__config_t **cfg, sc__registry_t **reg)
                 fz_plugins_dir());
         abort();
     }
-}
-
-bool fz_utf8(const char *s)
-{
-    json_t *j = json_string(s);
-    json_decref(j);
-    return j != NULL;
 }
 
 /* The same count as the envelope parser's, without its early stop. */

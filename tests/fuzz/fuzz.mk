@@ -60,13 +60,15 @@ $(FUZZ_DIR)/plugins/$(1).so: $$($(1)_FUZZ_OBJ) $(FUZZ_DIR)/libsccommon.a
 endef
 $(foreach p,$(PLUGIN_NAMES),$(eval $(call fuzz_plugin_rules,$(p))))
 
-# fuzz_time and fuzz_utf8 need only the helpers; the others the daemon's modules (not main.c).
+# fuzz_time and fuzz_utf8 need only the helpers and the invariants; the others the daemon's
+# modules (not main.c) as well.
 FUZZ_LIB_ONLY := time utf8
 $(FUZZ_LIB_ONLY:%=$(FUZZ_DIR)/fuzz_%): $(FUZZ_DIR)/fuzz_%: $(FUZZ_OBJ)/tests/fuzz/fuzz_%.o \
-    $(FUZZ_DIR)/libsccommon.a
+    $(FUZZ_OBJ)/tests/fuzz/invariant.o $(FUZZ_DIR)/libsccommon.a
 	$(FUZZ_CC) $(FUZZ_LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -lm
 
 $(FUZZ_DIR)/fuzz_%: $(FUZZ_OBJ)/tests/fuzz/fuzz_%.o $(FUZZ_OBJ)/tests/fuzz/common.o \
+    $(FUZZ_OBJ)/tests/fuzz/invariant.o \
     $(FUZZ_DAEMON_OBJ) $(FUZZ_DIR)/libsccommon.a
 	$(FUZZ_CC) $(FUZZ_LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -ldl -lpthread -lm
 

@@ -14,10 +14,11 @@
  * the formatters: any instant from 0001-01-01 to 9999-12-31 must format into a
  * string that parses back to it.
  */
+#include "common.h"
+
 #include <safecampus/util.h>
 
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,17 +30,6 @@
 #define S_DAY_END INT64_C(2932897)
 #define S_USEC_PER_DAY (INT64_C(86400) * SC_USEC_PER_SEC)
 
-__attribute__((noreturn, format(printf, 1, 2))) static void s_fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("fuzz: invariant broken: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    abort();
-}
-
 static void s_time(const char *s)
 {
     sc_time_t t, t2;
@@ -48,11 +38,11 @@ static void s_time(const char *s)
         return;
     sc_time_format(t, buf);
     if (strlen(buf) >= SC_TIME_LEN)
-        s_fail("time \"%s\": formatted longer than SC_TIME_LEN", s);
+        fz_fail("time \"%s\": formatted longer than SC_TIME_LEN", s);
     if (sc_time_parse(buf, &t2) < 0)
-        s_fail("time \"%s\": formatted as \"%s\", which does not parse", s, buf);
+        fz_fail("time \"%s\": formatted as \"%s\", which does not parse", s, buf);
     if (t2 != t)
-        s_fail("time \"%s\": %" PRId64 ", formatted \"%s\", read back as %" PRId64, s, t, buf, t2);
+        fz_fail("time \"%s\": %" PRId64 ", formatted \"%s\", read back as %" PRId64, s, t, buf, t2);
 }
 
 static void s_date(const char *s)
@@ -63,15 +53,15 @@ static void s_date(const char *s)
         return;
     sc_date_format(d, buf);
     if (strcmp(buf, s) != 0)
-        s_fail("date \"%s\": formatted back as \"%s\"", s, buf);
+        fz_fail("date \"%s\": formatted back as \"%s\"", s, buf);
     if (sc_date_parse(buf, &d2) < 0 || d2 != d)
-        s_fail("date \"%s\": does not read back", s);
+        fz_fail("date \"%s\": does not read back", s);
     /* The time at midnight UTC of that date, when there is one (not in year 0000), is that day. */
     char t[SC_TIME_LEN + 8];
     sc_time_t ts;
     snprintf(t, sizeof t, "%sT00:00:00Z", s);
     if (sc_time_parse(t, &ts) == 0 && ts != d * S_USEC_PER_DAY)
-        s_fail("date \"%s\": its midnight \"%s\" is not day %" PRId64, s, t, d);
+        fz_fail("date \"%s\": its midnight \"%s\" is not day %" PRId64, s, t, d);
 }
 
 static void s_duration(const char *s)
@@ -81,13 +71,13 @@ static void s_duration(const char *s)
     if (sc_duration_parse(s, &secs) < 0)
         return;
     if (secs < 0)
-        s_fail("duration \"%s\": negative (%" PRId64 ")", s, secs);
+        fz_fail("duration \"%s\": negative (%" PRId64 ")", s, secs);
     snprintf(buf, sizeof buf, "%" PRId64 "s", secs);
     if (sc_duration_parse(buf, &again) < 0 || again != secs)
-        s_fail("duration \"%s\" = %" PRId64 " s: \"%s\" does not read back", s, secs, buf);
+        fz_fail("duration \"%s\" = %" PRId64 " s: \"%s\" does not read back", s, secs, buf);
     snprintf(buf, sizeof buf, "%" PRId64, secs);
     if (sc_duration_parse(buf, &again) < 0 || again != secs)
-        s_fail("duration \"%s\" = %" PRId64 " s: \"%s\" does not read back", s, secs, buf);
+        fz_fail("duration \"%s\" = %" PRId64 " s: \"%s\" does not read back", s, secs, buf);
 }
 
 /* Any instant in years 0001..9999 formats into a string that reads back to it. */
@@ -103,12 +93,12 @@ static void s_raw(const uint8_t *data, size_t size)
     sc_time_t t2;
     sc_time_format(t, buf);
     if (sc_time_parse(buf, &t2) < 0 || t2 != t)
-        s_fail("instant %" PRId64 ": formatted \"%s\", which does not read back", t, buf);
+        fz_fail("instant %" PRId64 ": formatted \"%s\", which does not read back", t, buf);
     int64_t d = S_DAY_MIN + (int64_t)(u % (uint64_t)(S_DAY_END - S_DAY_MIN)), d2;
     char db[16];
     sc_date_format(d, db);
     if (sc_date_parse(db, &d2) < 0 || d2 != d)
-        s_fail("day %" PRId64 ": formatted \"%s\", which does not read back", d, db);
+        fz_fail("day %" PRId64 ": formatted \"%s\", which does not read back", d, db);
     /* Out of range: the formatters must still stay in their buffers (ASan watches). */
     sc_time_format((sc_time_t)u, buf);
     sc_date_format((int64_t)(u >> 20), db);

@@ -9,30 +9,13 @@
  *  - text that was valid UTF-8 is left as it was;
  *  - cleaning is idempotent, and only ever replaces bytes by '?' or cuts the end.
  */
+#include "common.h"
+
 #include <safecampus/util.h>
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-__attribute__((noreturn, format(printf, 1, 2))) static void s_fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("fuzz: invariant broken: ", stderr);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
-    va_end(ap);
-    abort();
-}
-
-static bool s_valid(const char *s)
-{
-    json_t *j = json_string(s);
-    json_decref(j);
-    return j != NULL;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -42,20 +25,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     in[n] = '\0';
     memcpy(out, in, sizeof in);
     if (sc_utf8_clean(out) != out)
-        s_fail("sc_utf8_clean did not return its argument");
+        fz_fail("sc_utf8_clean did not return its argument");
     size_t len = strlen(out), inlen = strlen(in);
-    if (!s_valid(out))
-        s_fail("cleaned text is still not valid UTF-8 (%zu bytes)", len);
-    if (s_valid(in) && strcmp(in, out) != 0)
-        s_fail("valid UTF-8 was changed");
+    if (!fz_utf8(out))
+        fz_fail("cleaned text is still not valid UTF-8 (%zu bytes)", len);
+    if (fz_utf8(in) && strcmp(in, out) != 0)
+        fz_fail("valid UTF-8 was changed");
     if (len > inlen)
-        s_fail("cleaning made the text longer");
+        fz_fail("cleaning made the text longer");
     for (size_t i = 0; i < len; i++)
         if (out[i] != in[i] && out[i] != '?')
-            s_fail("byte %zu became 0x%02x (only '?' replaces a byte)", i, (unsigned char)out[i]);
+            fz_fail("byte %zu became 0x%02x (only '?' replaces a byte)", i, (unsigned char)out[i]);
     memcpy(again, out, sizeof out);
     sc_utf8_clean(again);
     if (strcmp(again, out) != 0)
-        s_fail("cleaning twice differs from cleaning once");
+        fz_fail("cleaning twice differs from cleaning once");
     return 0;
 }
