@@ -57,31 +57,7 @@ uint64_t bench_id_seq(const char *id, size_t len);
 /* A 64-bit mix (splitmix64): spreads the event choices. */
 uint64_t bench_mix(uint64_t x);
 
-/* ---- PostgreSQL binary format: arrays and COPY ---- */
-
-typedef struct bench_buf {
-    char *p;
-    size_t len, cap;
-} bench_buf_t;
-
-enum { BENCH_INT8OID = 20, BENCH_TEXTOID = 25, BENCH_TIMESTAMPTZOID = 1184, BENCH_JSONBOID = 3802 };
-
-/* Makes room for more bytes; 0 or -ENOMEM. */
-int bench_buf_reserve(bench_buf_t *b, size_t more);
-void bench_buf_free(bench_buf_t *b);
-/* Appends big-endian integers or raw bytes; each reserves its room; 0 or -ENOMEM. */
-int bench_buf_put16(bench_buf_t *b, uint16_t v);
-int bench_buf_put32(bench_buf_t *b, uint32_t v);
-int bench_buf_put64(bench_buf_t *b, uint64_t v);
-int bench_buf_put(bench_buf_t *b, const void *p, size_t n);
-
-/* A one-dimensional array header for n elements of oid; elements follow. 0 or -ENOMEM. */
-int bench_array_begin(bench_buf_t *b, size_t n, uint32_t oid, bool has_null);
-/* One length-prefixed field (array element or COPY column): text (NULL → SQL NULL), ... */
-int bench_field_text(bench_buf_t *b, const char *s, size_t len);
-int bench_field_int8(bench_buf_t *b, int64_t v);
-int bench_field_time(bench_buf_t *b, sc_time_t t);
-int bench_field_jsonb(bench_buf_t *b, const char *s, size_t len);
+/* PostgreSQL's binary format (arrays, COPY): sc_pqbuf_* in <safecampus/util.h>. */
 
 /* ---- latency samples ---- */
 

@@ -1,15 +1,11 @@
-/* bench/common.c: clocks, the event mix, PostgreSQL binary fields and latency summaries. */
+/* bench/common.c: clocks, the event mix and latency summaries. */
 #include "bench.h"
 
-#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-/* Microseconds between the Unix epoch and PostgreSQL's, 2000-01-01. */
-#define S_PG_EPOCH_USEC (INT64_C(946684800) * SC_USEC_PER_SEC)
 
 int64_t bench_mono_ns(void)
 {
@@ -191,97 +187,6 @@ uint64_t bench_id_seq(const char *id, size_t len)
         seq = seq * 10 + (uint64_t)(id[i] - '0');
     }
     return seq;
-}
-
-/* ---- PostgreSQL binary format ---- */
-
-int bench_buf_reserve(bench_buf_t *b, size_t more)
-{
-    if (b->len + more <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + more)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p)
-        return -ENOMEM;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-void bench_buf_free(bench_buf_t *b)
-{
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
-
-int bench_buf_put(bench_buf_t *b, const void *p, size_t n)
-{
-    if (bench_buf_reserve(b, n) < 0)
-        return -ENOMEM;
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-    return 0;
-}
-
-int bench_buf_put16(bench_buf_t *b, uint16_t v)
-{
-    v = htons(v);
-    return bench_buf_put(b, &v, 2);
-}
-
-int bench_buf_put32(bench_buf_t *b, uint32_t v)
-{
-    v = htonl(v);
-    return bench_buf_put(b, &v, 4);
-}
-
-int bench_buf_put64(bench_buf_t *b, uint64_t v)
-{
-    if (bench_buf_put32(b, (uint32_t)(v >> 32)) < 0)
-        return -ENOMEM;
-    return bench_buf_put32(b, (uint32_t)v);
-}
-
-int bench_array_begin(bench_buf_t *b, size_t n, uint32_t oid, bool has_null)
-{
-    if (bench_buf_put32(b, n ? 1 : 0) < 0 || bench_buf_put32(b, has_null) < 0 ||
-        bench_buf_put32(b, oid) < 0)
-        return -ENOMEM;
-    if (n && (bench_buf_put32(b, (uint32_t)n) < 0 || bench_buf_put32(b, 1) < 0))
-        return -ENOMEM;
-    return 0;
-}
-
-int bench_field_text(bench_buf_t *b, const char *s, size_t len)
-{
-    if (!s)
-        return bench_buf_put32(b, UINT32_MAX); /* -1: NULL */
-    if (bench_buf_put32(b, (uint32_t)len) < 0)
-        return -ENOMEM;
-    return bench_buf_put(b, s, len);
-}
-
-int bench_field_int8(bench_buf_t *b, int64_t v)
-{
-    if (bench_buf_put32(b, 8) < 0)
-        return -ENOMEM;
-    return bench_buf_put64(b, (uint64_t)v);
-}
-
-int bench_field_time(bench_buf_t *b, sc_time_t t)
-{
-    return bench_field_int8(b, t - S_PG_EPOCH_USEC);
-}
-
-int bench_field_jsonb(bench_buf_t *b, const char *s, size_t len)
-{
-    char version = 1; /* jsonb's binary format: a version byte, then the text */
-    if (bench_buf_put32(b, (uint32_t)len + 1) < 0 || bench_buf_put(b, &version, 1) < 0)
-        return -ENOMEM;
-    return bench_buf_put(b, s, len);
 }
 
 /* ---- latency samples ---- */

@@ -771,14 +771,14 @@ static int64_t s_wal_bytes(PGconn *db)
 static json_t *s_verify(PGconn *db, const char *source, const int64_t *ids, size_t n,
                         uint64_t unanswered, bool *pass)
 {
-    bench_buf_t arr = {0};
+    sc_pqbuf_t arr = {0};
     json_t *out = NULL;
     PGresult *res = NULL;
     *pass = false;
-    if (bench_array_begin(&arr, n, BENCH_INT8OID, false) < 0)
+    if (sc_pqarray_begin(&arr, n, SC_PQ_INT8OID, false) < 0)
         goto out;
     for (size_t i = 0; i < n; i++)
-        if (bench_field_int8(&arr, ids[i]) < 0)
+        if (sc_pqfield_int8(&arr, ids[i]) < 0)
             goto out;
     const char *values[2] = {source, arr.p};
     int lengths[2] = {0, (int)arr.len}, formats[2] = {0, 1};
@@ -810,7 +810,7 @@ static json_t *s_verify(PGconn *db, const char *source, const int64_t *ids, size
                     (json_int_t)extra, "pass", *pass);
 out:
     PQclear(res);
-    bench_buf_free(&arr);
+    sc_pqbuf_free(&arr);
     return out;
 }
 

@@ -73,50 +73,50 @@ static void s_rows(s_ref_t *r, bench_event_t *evs, int64_t *ids, size_t n)
 
 /* Ten binary arrays, one per column, in s_columns order. */
 static int s_arrays(const bench_event_t *evs, const int64_t *ids, size_t n, sc_time_t received,
-                    bench_buf_t *b)
+                    sc_pqbuf_t *b)
 {
     bool actor_null = false;
     for (size_t i = 0; i < n; i++)
         actor_null |= !evs[i].actor[0];
-    if (bench_array_begin(&b[0], n, BENCH_INT8OID, false) < 0 ||
-        bench_array_begin(&b[1], n, BENCH_TEXTOID, false) < 0 ||
-        bench_array_begin(&b[2], n, BENCH_TEXTOID, false) < 0 ||
-        bench_array_begin(&b[3], n, BENCH_TEXTOID, false) < 0 ||
-        bench_array_begin(&b[4], n, BENCH_TEXTOID, false) < 0 ||
-        bench_array_begin(&b[5], n, BENCH_TEXTOID, false) < 0 ||
-        bench_array_begin(&b[6], n, BENCH_TIMESTAMPTZOID, false) < 0 ||
-        bench_array_begin(&b[7], n, BENCH_TIMESTAMPTZOID, false) < 0 ||
-        bench_array_begin(&b[8], n, BENCH_TEXTOID, actor_null) < 0 ||
-        bench_array_begin(&b[9], n, BENCH_JSONBOID, false) < 0)
+    if (sc_pqarray_begin(&b[0], n, SC_PQ_INT8OID, false) < 0 ||
+        sc_pqarray_begin(&b[1], n, SC_PQ_TEXTOID, false) < 0 ||
+        sc_pqarray_begin(&b[2], n, SC_PQ_TEXTOID, false) < 0 ||
+        sc_pqarray_begin(&b[3], n, SC_PQ_TEXTOID, false) < 0 ||
+        sc_pqarray_begin(&b[4], n, SC_PQ_TEXTOID, false) < 0 ||
+        sc_pqarray_begin(&b[5], n, SC_PQ_TEXTOID, false) < 0 ||
+        sc_pqarray_begin(&b[6], n, SC_PQ_TIMESTAMPTZOID, false) < 0 ||
+        sc_pqarray_begin(&b[7], n, SC_PQ_TIMESTAMPTZOID, false) < 0 ||
+        sc_pqarray_begin(&b[8], n, SC_PQ_TEXTOID, actor_null) < 0 ||
+        sc_pqarray_begin(&b[9], n, SC_PQ_JSONBOID, false) < 0)
         return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
         const bench_event_t *e = &evs[i];
-        if (bench_field_int8(&b[0], ids[i]) < 0 ||
-            bench_field_text(&b[1], e->type, strlen(e->type)) < 0 ||
-            bench_field_text(&b[2], e->school, strlen(e->school)) < 0 ||
-            bench_field_text(&b[3], e->district, strlen(e->district)) < 0 ||
-            bench_field_text(&b[4], e->source, strlen(e->source)) < 0 ||
-            bench_field_text(&b[5], e->id, strlen(e->id)) < 0 ||
-            bench_field_time(&b[6], e->occurred_at) < 0 || bench_field_time(&b[7], received) < 0 ||
-            bench_field_text(&b[8], e->actor[0] ? e->actor : NULL, strlen(e->actor)) < 0 ||
-            bench_field_jsonb(&b[9], e->data, e->data_len) < 0)
+        if (sc_pqfield_int8(&b[0], ids[i]) < 0 ||
+            sc_pqfield_text(&b[1], e->type, strlen(e->type)) < 0 ||
+            sc_pqfield_text(&b[2], e->school, strlen(e->school)) < 0 ||
+            sc_pqfield_text(&b[3], e->district, strlen(e->district)) < 0 ||
+            sc_pqfield_text(&b[4], e->source, strlen(e->source)) < 0 ||
+            sc_pqfield_text(&b[5], e->id, strlen(e->id)) < 0 ||
+            sc_pqfield_time(&b[6], e->occurred_at) < 0 || sc_pqfield_time(&b[7], received) < 0 ||
+            sc_pqfield_text(&b[8], e->actor[0] ? e->actor : NULL, strlen(e->actor)) < 0 ||
+            sc_pqfield_jsonb(&b[9], e->data, e->data_len) < 0)
             return -ENOMEM;
     }
     return 0;
 }
 
 /* One binary COPY tuple of ten fields. */
-static int s_copy_row(bench_buf_t *b, const bench_event_t *e, int64_t id, sc_time_t received)
+static int s_copy_row(sc_pqbuf_t *b, const bench_event_t *e, int64_t id, sc_time_t received)
 {
-    if (bench_buf_put16(b, S_COLS) < 0 || bench_field_int8(b, id) < 0 ||
-        bench_field_text(b, e->type, strlen(e->type)) < 0 ||
-        bench_field_text(b, e->school, strlen(e->school)) < 0 ||
-        bench_field_text(b, e->district, strlen(e->district)) < 0 ||
-        bench_field_text(b, e->source, strlen(e->source)) < 0 ||
-        bench_field_text(b, e->id, strlen(e->id)) < 0 || bench_field_time(b, e->occurred_at) < 0 ||
-        bench_field_time(b, received) < 0 ||
-        bench_field_text(b, e->actor[0] ? e->actor : NULL, strlen(e->actor)) < 0 ||
-        bench_field_jsonb(b, e->data, e->data_len) < 0)
+    if (sc_pqbuf_put16(b, S_COLS) < 0 || sc_pqfield_int8(b, id) < 0 ||
+        sc_pqfield_text(b, e->type, strlen(e->type)) < 0 ||
+        sc_pqfield_text(b, e->school, strlen(e->school)) < 0 ||
+        sc_pqfield_text(b, e->district, strlen(e->district)) < 0 ||
+        sc_pqfield_text(b, e->source, strlen(e->source)) < 0 ||
+        sc_pqfield_text(b, e->id, strlen(e->id)) < 0 || sc_pqfield_time(b, e->occurred_at) < 0 ||
+        sc_pqfield_time(b, received) < 0 ||
+        sc_pqfield_text(b, e->actor[0] ? e->actor : NULL, strlen(e->actor)) < 0 ||
+        sc_pqfield_jsonb(b, e->data, e->data_len) < 0)
         return -ENOMEM;
     return 0;
 }
@@ -159,7 +159,7 @@ static json_t *s_batched(s_ref_t *r)
         goto out;
     int64_t wall_end = bench_mono_ns() + (int64_t)(r->seconds * 2e9);
     while (busy < (int64_t)(r->seconds * 1e9) && bench_mono_ns() < wall_end) {
-        bench_buf_t b[S_COLS] = {{0}};
+        sc_pqbuf_t b[S_COLS] = {{0}};
         const char *values[S_COLS];
         int lengths[S_COLS], formats[S_COLS];
         s_rows(r, evs, ids, r->batch);
@@ -180,7 +180,7 @@ static json_t *s_batched(s_ref_t *r)
             fprintf(stderr, "refinsert: batched insert: %s", PQerrorMessage(r->db));
         PQclear(res);
         for (int f = 0; f < S_COLS; f++)
-            bench_buf_free(&b[f]);
+            sc_pqbuf_free(&b[f]);
         if (!ok)
             goto out;
         busy += dt;
@@ -226,7 +226,7 @@ static json_t *s_journal(s_ref_t *r, PGconn *db)
         goto out;
     int64_t wall_end = bench_mono_ns() + (int64_t)(r->seconds * 2e9);
     while (busy < (int64_t)(r->seconds * 1e9) && bench_mono_ns() < wall_end) {
-        bench_buf_t b[9] = {{0}};
+        sc_pqbuf_t b[9] = {{0}};
         const char *values[9];
         int lengths[9], formats[9], rc = 0;
         sc_time_t received = bench_wall_us();
@@ -236,22 +236,22 @@ static json_t *s_journal(s_ref_t *r, PGconn *db)
             actor_null |= !evs[i].actor[0];
         /* The district as the daemon's writer passes it, from the schools it knows. */
         for (int f = 0; f < 5 && rc == 0; f++)
-            rc = bench_array_begin(&b[f], r->batch, BENCH_TEXTOID, false);
+            rc = sc_pqarray_begin(&b[f], r->batch, SC_PQ_TEXTOID, false);
         if (rc == 0)
-            rc = bench_array_begin(&b[5], r->batch, BENCH_TIMESTAMPTZOID, false) |
-                 bench_array_begin(&b[6], r->batch, BENCH_TIMESTAMPTZOID, false) |
-                 bench_array_begin(&b[7], r->batch, BENCH_TEXTOID, actor_null) |
-                 bench_array_begin(&b[8], r->batch, BENCH_JSONBOID, false);
+            rc = sc_pqarray_begin(&b[5], r->batch, SC_PQ_TIMESTAMPTZOID, false) |
+                 sc_pqarray_begin(&b[6], r->batch, SC_PQ_TIMESTAMPTZOID, false) |
+                 sc_pqarray_begin(&b[7], r->batch, SC_PQ_TEXTOID, actor_null) |
+                 sc_pqarray_begin(&b[8], r->batch, SC_PQ_JSONBOID, false);
         for (size_t i = 0; i < r->batch && rc == 0; i++) {
             const bench_event_t *e = &evs[i];
-            rc = bench_field_text(&b[0], e->type, strlen(e->type)) |
-                 bench_field_text(&b[1], e->school, strlen(e->school)) |
-                 bench_field_text(&b[2], e->district, strlen(e->district)) |
-                 bench_field_text(&b[3], e->source, strlen(e->source)) |
-                 bench_field_text(&b[4], e->id, strlen(e->id)) |
-                 bench_field_time(&b[5], e->occurred_at) | bench_field_time(&b[6], received) |
-                 bench_field_text(&b[7], e->actor[0] ? e->actor : NULL, strlen(e->actor)) |
-                 bench_field_jsonb(&b[8], e->data, e->data_len);
+            rc = sc_pqfield_text(&b[0], e->type, strlen(e->type)) |
+                 sc_pqfield_text(&b[1], e->school, strlen(e->school)) |
+                 sc_pqfield_text(&b[2], e->district, strlen(e->district)) |
+                 sc_pqfield_text(&b[3], e->source, strlen(e->source)) |
+                 sc_pqfield_text(&b[4], e->id, strlen(e->id)) |
+                 sc_pqfield_time(&b[5], e->occurred_at) | sc_pqfield_time(&b[6], received) |
+                 sc_pqfield_text(&b[7], e->actor[0] ? e->actor : NULL, strlen(e->actor)) |
+                 sc_pqfield_jsonb(&b[8], e->data, e->data_len);
         }
         for (int f = 0; f < 9; f++) {
             values[f] = b[f].p;
@@ -275,7 +275,7 @@ static json_t *s_journal(s_ref_t *r, PGconn *db)
             fprintf(stderr, "refinsert: journal_append: %s", PQerrorMessage(db));
         PQclear(res);
         for (int f = 0; f < 9; f++)
-            bench_buf_free(&b[f]);
+            sc_pqbuf_free(&b[f]);
         if (!ok)
             goto out;
         busy += dt;
@@ -308,21 +308,21 @@ static json_t *s_copy(s_ref_t *r)
         goto out;
     int64_t wall_end = bench_mono_ns() + (int64_t)(r->seconds * 2e9);
     while (busy < (int64_t)(r->seconds * 1e9) && bench_mono_ns() < wall_end) {
-        bench_buf_t b = {0};
+        sc_pqbuf_t b = {0};
         sc_time_t received = bench_wall_us();
         /* COPY cannot skip conflicts: every row is new. */
         for (size_t i = 0; i < r->batch; i++) {
             bench_event_make(&evs[i], r->source, r->tag, 1, r->next_seq++, received);
             ids[i] = r->next_id++;
         }
-        int rc = bench_buf_put(&b, head, sizeof head) < 0 || bench_buf_put32(&b, 0) < 0 ||
-                         bench_buf_put32(&b, 0) < 0
+        int rc = sc_pqbuf_put(&b, head, sizeof head) < 0 || sc_pqbuf_put32(&b, 0) < 0 ||
+                         sc_pqbuf_put32(&b, 0) < 0
                      ? -ENOMEM
                      : 0;
         for (size_t i = 0; rc == 0 && i < r->batch; i++)
             rc = s_copy_row(&b, &evs[i], ids[i], received);
         if (rc == 0)
-            rc = bench_buf_put16(&b, 0xffff);
+            rc = sc_pqbuf_put16(&b, 0xffff);
         int64_t t0 = bench_mono_ns();
         PGresult *res = rc < 0 ? NULL : PQexec(r->db, sql);
         bool ok = PQresultStatus(res) == PGRES_COPY_IN;
@@ -336,7 +336,7 @@ static json_t *s_copy(s_ref_t *r)
                 PQclear(res);
         }
         int64_t dt = bench_mono_ns() - t0;
-        bench_buf_free(&b);
+        sc_pqbuf_free(&b);
         if (!ok) {
             fprintf(stderr, "refinsert: copy: %s", PQerrorMessage(r->db));
             goto out;

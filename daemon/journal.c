@@ -1,82 +1,9 @@
 /* Journal appends: a batch of events as binary arrays to core.journal_append, one round trip. */
 #include "internal.h"
 
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Element type OIDs (pg_type.h) of the arrays the function takes. */
-enum { S_TEXTOID = 25, S_TIMESTAMPTZOID = 1184, S_JSONBOID = 3802 };
-
-/* Microseconds between the Unix epoch and PostgreSQL's, 2000-01-01. */
-#define S_PG_EPOCH_USEC (INT64_C(946684800) * SC_USEC_PER_SEC)
-
-typedef struct s_buf {
-    char *p;
-    size_t len, cap;
-} s_buf_t;
-
-static int s_reserve(s_buf_t *b, size_t more)
-{
-    if (b->len + more <= b->cap)
-        return 0;
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap < b->len + more)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p)
-        return -ENOMEM;
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-static void s_put32(s_buf_t *b, uint32_t v)
-{
-    v = htonl(v);
-    memcpy(b->p + b->len, &v, 4);
-    b->len += 4;
-}
-
-static void s_put64(s_buf_t *b, uint64_t v)
-{
-    s_put32(b, (uint32_t)(v >> 32));
-    s_put32(b, (uint32_t)v);
-}
-
-/* Array header: one dimension of n elements; element bytes follow. */
-static int s_header(s_buf_t *b, size_t n, uint32_t oid, bool has_null)
-{
-    if (s_reserve(b, 20) < 0)
-        return -ENOMEM;
-    s_put32(b, n ? 1 : 0);
-    s_put32(b, has_null);
-    s_put32(b, oid);
-    if (n) {
-        s_put32(b, (uint32_t)n);
-        s_put32(b, 1);
-    }
-    return 0;
-}
-
-static int s_text(s_buf_t *b, const char *s, size_t len, bool jsonb)
-{
-    if (!s) {
-        if (s_reserve(b, 4) < 0)
-            return -ENOMEM;
-        s_put32(b, UINT32_MAX); /* -1: NULL */
-        return 0;
-    }
-    if (s_reserve(b, 5 + len) < 0)
-        return -ENOMEM;
-    s_put32(b, (uint32_t)(len + jsonb));
-    if (jsonb)
-        b->p[b->len++] = 1; /* jsonb's binary format version */
-    memcpy(b->p + b->len, s, len);
-    b->len += len;
-    return 0;
-}
 
 /* Offsets of the fields of sc__jentry_t that go into text arrays, in argument order. */
 static const size_t s_text_fields[] = {
@@ -104,7 +31,7 @@ int sc__journal_prepare(PGconn *conn)
 
 int sc__journal_append(PGconn *conn, sc__jentry_t *entries, size_t n, char *err, size_t errlen)
 {
-    s_buf_t bufs[9] = {{0}};
+    sc_pqbuf_t bufs[9] = {{0}};
     int rc = -ENOMEM;
     PGresult *res = NULL;
 
@@ -112,33 +39,28 @@ int sc__journal_append(PGconn *conn, sc__jentry_t *entries, size_t n, char *err,
         bool has_null = false;
         for (size_t i = 0; i < n; i++)
             has_null |= s_field(&entries[i], s_text_fields[f]) == NULL;
-        if (s_header(&bufs[f], n, S_TEXTOID, has_null) < 0)
+        if (sc_pqarray_begin(&bufs[f], n, SC_PQ_TEXTOID, has_null) < 0)
             goto out;
         for (size_t i = 0; i < n; i++) {
             const char *s = s_field(&entries[i], s_text_fields[f]);
-            if (s_text(&bufs[f], s, s ? strlen(s) : 0, false) < 0)
+            if (sc_pqfield_text(&bufs[f], s, s ? strlen(s) : 0) < 0)
                 goto out;
-        }
-    }
-    for (size_t f = 5; f < 7; f++) {
-        if (s_header(&bufs[f], n, S_TIMESTAMPTZOID, false) < 0 || s_reserve(&bufs[f], n * 12) < 0)
-            goto out;
-        for (size_t i = 0; i < n; i++) {
-            sc_time_t t = f == 5 ? entries[i].occurred_at : entries[i].received_at;
-            s_put32(&bufs[f], 8);
-            s_put64(&bufs[f], (uint64_t)(t - S_PG_EPOCH_USEC));
         }
     }
     bool actor_null = false;
     for (size_t i = 0; i < n; i++)
         actor_null |= entries[i].actor == NULL;
-    if (s_header(&bufs[7], n, S_TEXTOID, actor_null) < 0 ||
-        s_header(&bufs[8], n, S_JSONBOID, false) < 0)
+    if (sc_pqarray_begin(&bufs[5], n, SC_PQ_TIMESTAMPTZOID, false) < 0 ||
+        sc_pqarray_begin(&bufs[6], n, SC_PQ_TIMESTAMPTZOID, false) < 0 ||
+        sc_pqarray_begin(&bufs[7], n, SC_PQ_TEXTOID, actor_null) < 0 ||
+        sc_pqarray_begin(&bufs[8], n, SC_PQ_JSONBOID, false) < 0)
         goto out;
     for (size_t i = 0; i < n; i++) {
         const char *a = entries[i].actor;
-        if (s_text(&bufs[7], a, a ? strlen(a) : 0, false) < 0 ||
-            s_text(&bufs[8], entries[i].data, entries[i].data_len, true) < 0)
+        if (sc_pqfield_time(&bufs[5], entries[i].occurred_at) < 0 ||
+            sc_pqfield_time(&bufs[6], entries[i].received_at) < 0 ||
+            sc_pqfield_text(&bufs[7], a, a ? strlen(a) : 0) < 0 ||
+            sc_pqfield_jsonb(&bufs[8], entries[i].data, entries[i].data_len) < 0)
             goto out;
     }
 
@@ -170,7 +92,7 @@ out:
         snprintf(err, errlen, "out of memory building a batch of %zu events", n);
     PQclear(res);
     for (int f = 0; f < 9; f++)
-        free(bufs[f].p);
+        sc_pqbuf_free(&bufs[f]);
     return rc;
 }
 

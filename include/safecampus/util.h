@@ -140,6 +140,37 @@ json_t *sc_pq_rows(const PGresult *res);
 /* A timestamptz field in text form → sc_time_t, or def when NULL. */
 sc_time_t sc_pq_time(const PGresult *res, int row, int col, sc_time_t def);
 
+/* ---- PostgreSQL's binary format: arrays as parameters, COPY rows ----------
+ * For many rows in one statement: build each column as a one-dimensional
+ * array (sc_pqarray_begin, then one sc_pqfield_* per element) and pass the
+ * buffers as binary parameters (format 1), e.g. to INSERT … SELECT FROM
+ * unnest($1::text[], …). The same fields make the columns of a binary COPY.
+ * Every function returns 0 or -ENOMEM; the buffer grows as needed.
+ */
+typedef struct sc_pqbuf {
+    char *p;
+    size_t len, cap;
+} sc_pqbuf_t;
+
+/* Element type OIDs (pg_type.h) for sc_pqarray_begin. */
+enum { SC_PQ_INT8OID = 20, SC_PQ_TEXTOID = 25, SC_PQ_TIMESTAMPTZOID = 1184, SC_PQ_JSONBOID = 3802 };
+
+int sc_pqbuf_reserve(sc_pqbuf_t *b, size_t more);
+/* Frees the bytes and empties the buffer (reusable). */
+void sc_pqbuf_free(sc_pqbuf_t *b);
+/* Raw bytes, and big-endian integers. */
+int sc_pqbuf_put(sc_pqbuf_t *b, const void *p, size_t n);
+int sc_pqbuf_put16(sc_pqbuf_t *b, uint16_t v);
+int sc_pqbuf_put32(sc_pqbuf_t *b, uint32_t v);
+int sc_pqbuf_put64(sc_pqbuf_t *b, uint64_t v);
+/* A one-dimensional array header for n elements of type oid; the elements follow. */
+int sc_pqarray_begin(sc_pqbuf_t *b, size_t n, uint32_t oid, bool has_null);
+/* One length-prefixed field: text of len bytes (s NULL: SQL NULL), int8, timestamptz, jsonb. */
+int sc_pqfield_text(sc_pqbuf_t *b, const char *s, size_t len);
+int sc_pqfield_int8(sc_pqbuf_t *b, int64_t v);
+int sc_pqfield_time(sc_pqbuf_t *b, sc_time_t t);
+int sc_pqfield_jsonb(sc_pqbuf_t *b, const char *s, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

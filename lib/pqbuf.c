@@ -1,0 +1,99 @@
+/* PostgreSQL's binary format: one-dimensional arrays as parameters, COPY rows. */
+#include <safecampus/util.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Microseconds between the Unix epoch and PostgreSQL's, 2000-01-01. */
+#define S_PG_EPOCH_USEC (INT64_C(946684800) * SC_USEC_PER_SEC)
+
+int sc_pqbuf_reserve(sc_pqbuf_t *b, size_t more)
+{
+    if (b->len + more <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + more)
+        cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p)
+        return -ENOMEM;
+    b->p = p;
+    b->cap = cap;
+    return 0;
+}
+
+void sc_pqbuf_free(sc_pqbuf_t *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+int sc_pqbuf_put(sc_pqbuf_t *b, const void *p, size_t n)
+{
+    if (sc_pqbuf_reserve(b, n) < 0)
+        return -ENOMEM;
+    memcpy(b->p + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+int sc_pqbuf_put16(sc_pqbuf_t *b, uint16_t v)
+{
+    v = htons(v);
+    return sc_pqbuf_put(b, &v, 2);
+}
+
+int sc_pqbuf_put32(sc_pqbuf_t *b, uint32_t v)
+{
+    v = htonl(v);
+    return sc_pqbuf_put(b, &v, 4);
+}
+
+int sc_pqbuf_put64(sc_pqbuf_t *b, uint64_t v)
+{
+    if (sc_pqbuf_put32(b, (uint32_t)(v >> 32)) < 0)
+        return -ENOMEM;
+    return sc_pqbuf_put32(b, (uint32_t)v);
+}
+
+int sc_pqarray_begin(sc_pqbuf_t *b, size_t n, uint32_t oid, bool has_null)
+{
+    if (sc_pqbuf_put32(b, n ? 1 : 0) < 0 || sc_pqbuf_put32(b, has_null) < 0 ||
+        sc_pqbuf_put32(b, oid) < 0)
+        return -ENOMEM;
+    if (n && (sc_pqbuf_put32(b, (uint32_t)n) < 0 || sc_pqbuf_put32(b, 1) < 0))
+        return -ENOMEM;
+    return 0;
+}
+
+int sc_pqfield_text(sc_pqbuf_t *b, const char *s, size_t len)
+{
+    if (!s)
+        return sc_pqbuf_put32(b, UINT32_MAX); /* -1: NULL */
+    if (sc_pqbuf_put32(b, (uint32_t)len) < 0)
+        return -ENOMEM;
+    return sc_pqbuf_put(b, s, len);
+}
+
+int sc_pqfield_int8(sc_pqbuf_t *b, int64_t v)
+{
+    if (sc_pqbuf_put32(b, 8) < 0)
+        return -ENOMEM;
+    return sc_pqbuf_put64(b, (uint64_t)v);
+}
+
+int sc_pqfield_time(sc_pqbuf_t *b, sc_time_t t)
+{
+    return sc_pqfield_int8(b, t - S_PG_EPOCH_USEC);
+}
+
+int sc_pqfield_jsonb(sc_pqbuf_t *b, const char *s, size_t len)
+{
+    char version = 1; /* jsonb's binary format: a version byte, then the text */
+    if (sc_pqbuf_put32(b, (uint32_t)len + 1) < 0 || sc_pqbuf_put(b, &version, 1) < 0)
+        return -ENOMEM;
+    return sc_pqbuf_put(b, s, len);
+}
