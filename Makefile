@@ -20,6 +20,9 @@ endif
 
 PKGS := libzmq libpq libconfig jansson
 
+# The rule for config.mk below comes first in the file: plain `make` must still mean `all`.
+.DEFAULT_GOAL := all
+
 # Flags come from pkg-config once the packages are there; scripts/install-deps
 # adds what a fresh machine lacks, and make restarts with the result.
 -include $(B)/config.mk
