@@ -2,6 +2,8 @@
 #include <safecampus/util.h>
 
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -34,15 +36,118 @@ int sc_pq_error(PGconn *conn, const PGresult *res)
     return -EIO;
 }
 
+/*
+ * Statements sc_pq_exec has prepared, per thread (a connection is used by one thread).
+ * Unprepared, every call was parsed and planned again: a third of a plugin backend's time
+ * on its simplest statements. An entry belongs to a connection and its server process, so
+ * a new connection at an old address starts with none; the server's "no such prepared
+ * statement" empties the list of a connection all the same. Past S_PREPARED_MAX
+ * statements a thread's further ones run unprepared.
+ */
+#define S_PREPARED_MAX 256
+
+typedef struct s_prepared {
+    const PGconn *conn;
+    int pid;
+    uint64_t hash;
+    char *sql;
+} s_prepared_t;
+
+static _Thread_local struct {
+    s_prepared_t v[S_PREPARED_MAX];
+    size_t n;
+    unsigned serial;
+} s_prep;
+
+static uint64_t s_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Drops the entries of `conn`, or of every connection at its address but a live one. */
+static void s_prep_forget(const PGconn *conn, int keep_pid)
+{
+    size_t w = 0;
+    for (size_t i = 0; i < s_prep.n; i++) {
+        if (s_prep.v[i].conn == conn && s_prep.v[i].pid != keep_pid)
+            free(s_prep.v[i].sql);
+        else
+            s_prep.v[w++] = s_prep.v[i];
+    }
+    s_prep.n = w;
+}
+
+/*
+ * The name of `sql` on this connection. Each copy of this file (the daemon's, each plugin's)
+ * names its statements apart, since a runner thread runs both on one connection.
+ */
+static void s_prep_format(char *name, size_t namelen, uint64_t h)
+{
+    snprintf(name, namelen, "sc_pq_%llx_%016llx", (unsigned long long)(uintptr_t)&s_prep_format,
+             (unsigned long long)h);
+}
+
+/*
+ * Sets *name to what `sql` is prepared under on this connection, preparing it first; *name
+ * is NULL when it is to run plain. Returns the failed PQprepare's result, if it failed.
+ */
+static PGresult *s_prep_name(PGconn *conn, const char *sql, char *name, size_t namelen,
+                             const char **out)
+{
+    int pid = PQbackendPID(conn);
+    uint64_t h = s_hash(sql);
+    bool stale = false;
+    *out = NULL;
+    for (size_t i = 0; i < s_prep.n; i++) {
+        const s_prepared_t *e = &s_prep.v[i];
+        if (e->conn != conn)
+            continue;
+        if (e->pid != pid) {
+            stale = true;
+        } else if (e->hash == h && strcmp(e->sql, sql) == 0) {
+            s_prep_format(name, namelen, h);
+            *out = name;
+            return NULL;
+        }
+    }
+    if (stale)
+        s_prep_forget(conn, pid);
+    char *copy = NULL;
+    if (s_prep.n == S_PREPARED_MAX || PQtransactionStatus(conn) == PQTRANS_INERROR ||
+        !(copy = strdup(sql)))
+        return NULL;
+    s_prep_format(name, namelen, h);
+    PGresult *res = PQprepare(conn, name, sql, 0, NULL);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        free(copy);
+        return res; /* what the plain run would have said: the statement does not parse */
+    }
+    PQclear(res);
+    s_prep.v[s_prep.n++] = (s_prepared_t){.conn = conn, .pid = pid, .hash = h, .sql = copy};
+    *out = name;
+    return NULL;
+}
+
 PGresult *sc_pq_exec(PGconn *conn, const char *sql, int nparams, const char *const *params, int *rc)
 {
-    PGresult *res = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    char buf[64];
+    const char *name;
+    PGresult *res = s_prep_name(conn, sql, buf, sizeof buf, &name);
+    if (!res)
+        res = name ? PQexecPrepared(conn, name, nparams, params, NULL, NULL, 0)
+                   : PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
     ExecStatusType st = PQresultStatus(res);
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
         if (rc)
             *rc = 0;
         return res;
     }
+    const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+    if (name && state && strcmp(state, "26000") == 0) /* not prepared there after all */
+        s_prep_forget(conn, 0);
     if (rc)
         *rc = sc_pq_error(conn, res);
     PQclear(res);
