@@ -83,7 +83,7 @@ $(B)/obj/gen/%.o: $(B)/gen/%.c | $(B)/config.mk
 	$(CC) $(BASE_CFLAGS) -fPIC $(EXTRA_CFLAGS) -c $< -o $@
 
 $(B)/safecampusd: $(DAEMON_OBJ) $(B)/libsccommon.a
-	$(CC) $(BASE_LDFLAGS) -rdynamic -o $@ $^ $(PKG_LIBS) -ldl -lpthread
+	$(CC) $(BASE_LDFLAGS) -rdynamic -o $@ $^ $(PKG_LIBS) -ldl -lpthread -lm
 
 # ---- safecampusctl ----
 CTL_SRC := $(wildcard ctl/*.c)

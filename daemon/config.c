@@ -70,6 +70,9 @@ static const struct sc_config_key s_plugins_keys[] = {
      "events arriving one by one share a transaction (0: each at once; manual clock: 0)"},
     {"yield", SC_CFG_INT, "1000",
      "while intake is busy, milliseconds a plugin leaves between its batches (0: no yielding)"},
+    {"tail", SC_CFG_INT, "65536",
+     "events kept in memory after their commit, for plugins to take without reading them back "
+     "from the database (0: plugins always read the database)"},
     {"attempts", SC_CFG_INT, "5", "tries of an event that fails permanently before dead-lettering"},
     {"backoff_min", SC_CFG_INT, "100", "first retry delay, milliseconds"},
     {"backoff_max", SC_CFG_INT, "30000", "longest retry delay, milliseconds"},
@@ -188,12 +191,13 @@ static int s_check_core(sc__config_t *cfg, json_t *doc, char *err, size_t errlen
         const char *group, *key;
         json_int_t min, max;
     } ranges[] = {
-        {"ingest", "max_bytes", 256, 64 << 20},  {"ingest", "max_depth", 2, 1024},
-        {"ingest", "batch_max", 1, 100000},      {"ingest", "queue_max", 1, 10000000},
-        {"plugins", "batch", 1, 100000},         {"plugins", "attempts", 1, 1000},
-        {"plugins", "pace", 0, 10000},           {"plugins", "yield", 0, 60000},
-        {"ingest", "busy", 0, 10000000},         {"plugins", "backoff_min", 1, 3600000},
-        {"plugins", "backoff_max", 1, 86400000}, {"publish", "hwm", 0, 100000000},
+        {"ingest", "max_bytes", 256, 64 << 20}, {"ingest", "max_depth", 2, 1024},
+        {"ingest", "batch_max", 1, 100000},     {"ingest", "queue_max", 1, 10000000},
+        {"plugins", "batch", 1, 100000},        {"plugins", "attempts", 1, 1000},
+        {"plugins", "pace", 0, 10000},          {"plugins", "tail", 0, 16777216},
+        {"plugins", "yield", 0, 60000},         {"ingest", "busy", 0, 10000000},
+        {"plugins", "backoff_min", 1, 3600000}, {"plugins", "backoff_max", 1, 86400000},
+        {"publish", "hwm", 0, 100000000},
     };
     for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {
         json_int_t n = sc__cfg_int(core, ranges[i].group, ranges[i].key);

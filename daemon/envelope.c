@@ -1,6 +1,7 @@
 /* The envelope rules of the wire contract, then the owning plugin's validator for `data`. */
 #include "internal.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,6 +60,49 @@ static int s_depth(const char *buf, size_t len, int limit)
 }
 
 /* A type name: lowercase dotted words, "hazard.reported". */
+/*
+ * Numbers the journal gives back as they were sent. jsonb keeps exact decimals: a real
+ * written with an exponent, 1e+17 and up, comes back as a run of digits, which reads as an
+ * integer or not at all, and -0.0 comes back as 0.0. So plugins see the same event taken
+ * from memory or read back from the journal, such reals are refused and a negative zero
+ * becomes zero. Returns -1 with `detail` naming the member.
+ */
+static int s_numbers(json_t *v, char *path, size_t used, size_t cap, char *detail, size_t dlen)
+{
+    if (json_is_real(v)) {
+        double x = json_real_value(v);
+        if (x == 0 && signbit(x))
+            json_real_set(v, 0.0);
+        if (fabs(x) < 1e17)
+            return 0;
+        snprintf(detail, dlen, "%.*s: a number must be smaller than 1e17 in magnitude", (int)used,
+                 path);
+        return -1;
+    }
+    if (json_is_object(v)) {
+        const char *key;
+        json_t *m;
+        json_object_foreach(v, key, m)
+        {
+            int n = snprintf(path + used, cap - used, ".%s", key);
+            size_t u = n < 0 || (size_t)n >= cap - used ? cap - 1 : used + (size_t)n;
+            if (s_numbers(m, path, u, cap, detail, dlen) < 0)
+                return -1;
+        }
+    } else if (json_is_array(v)) {
+        size_t i;
+        json_t *m;
+        json_array_foreach(v, i, m)
+        {
+            int n = snprintf(path + used, cap - used, "[%zu]", i);
+            size_t u = n < 0 || (size_t)n >= cap - used ? cap - 1 : used + (size_t)n;
+            if (s_numbers(m, path, u, cap, detail, dlen) < 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
 static bool s_type_name(const char *s)
 {
     int words = 0;
@@ -186,6 +230,9 @@ int sc__envelope_parse_as(const sc__registry_t *reg, const sc__limits_t *lim, co
             return SC__E_INVALID;
         }
     }
+    char path[256] = "data";
+    if (s_numbers(json_object_get(doc, "data"), path, 4, sizeof path, detail, dlen) < 0)
+        return SC__E_INVALID;
     if (env->type->validate && (rc = env->type->validate(ev, detail, dlen)) < 0) {
         if (!detail[0])
             snprintf(detail, dlen, "data: refused by the %s validator", type);

@@ -262,6 +262,7 @@ static void s_writer_commit(s_writer_t *w, s_chunk_t *batch, size_t total)
     if (rc == 0) {
         atomic_fetch_add(&sc__stats.batches, 1);
         atomic_fetch_add(&sc__stats.batched_events, total);
+        sc__tail_append(w->entries, n);
         sc__stats_head(head);
     }
 }

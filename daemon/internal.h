@@ -156,6 +156,23 @@ int sc__journal_append(PGconn *conn, sc__jentry_t *entries, size_t n, char *err,
 char *sc__journal_envelope(const sc__jentry_t *e);
 
 /* ---- clock.c ---- */
+/* The journal's tail in memory (tail.c), for the plugin runners. */
+typedef struct sc__tev sc__tev_t;
+void sc__tail_init(size_t cap);
+void sc__tail_free(void);
+/* After commit: a batch as journal_append numbered it, in the order it was offered. */
+void sc__tail_append(const sc__jentry_t *e, size_t n);
+/*
+ * Up to `max` events after `after` whose type starts with one of `prefixes`, looking at
+ * no more than `scan` ids; each taken event must be released. *upto: the last id the take
+ * covered. Returns -1 when the tail does not hold the id after `after`; *lo is then where
+ * it starts (INT64_MAX when empty), so a database read can stop before it.
+ */
+int sc__tail_take(int64_t after, const char *const *prefixes, size_t max, size_t scan,
+                  sc__tev_t **out, int64_t *upto, int64_t *lo);
+const sc_event_t *sc__tev_event(const sc__tev_t *t, const char **data, size_t *data_len);
+void sc__tev_release(sc__tev_t *t);
+
 void sc__clock_init(bool manual, sc_time_t start);
 bool sc__clock_manual(void);
 sc_time_t sc__clock_now(void);

@@ -290,6 +290,7 @@ int main(int argc, char **argv)
         sc__log(SC_LOG_ERR, "core", "%s", err);
         goto out_zmq;
     }
+    sc__tail_init((size_t)sc__cfg_int(d.cfg->core, "plugins", "tail"));
     if (sc__runners_start(&d, err, sizeof err) < 0) {
         sc__log(SC_LOG_ERR, "core", "%s", err);
         goto out_runners;
@@ -365,6 +366,7 @@ out_ingest:
     sc__ingest_stop(&d);
 out_runners:
     sc__runners_stop(&d);
+    sc__tail_free();
     sc__publish_stop(&d);
 out_zmq:
     if (rep)

@@ -41,6 +41,7 @@ typedef struct sc__runner {
     json_t *schools; /* directory entries (schools, classes) read in the open transaction */
     atomic_int state_code;
     atomic_int_fast64_t cursor, handled, batches, retried, dead, ticks, yielded;
+    atomic_int_fast64_t from_tail, from_db; /* events taken from memory, read from the journal */
     char last_error[512];
     pthread_mutex_t error_lock;
     /* runner-thread only */
@@ -57,6 +58,8 @@ typedef struct sc__runner {
     int64_t last_batch_ms;
     bool holding;
     int64_t head_checked_ms; /* when the journal's head was last read from the database */
+    sc__tev_t **took;        /* the events a batch took from the journal's tail */
+    size_t took_cap;
     uint64_t sync_seq;
     int64_t sync_target;
 } sc__runner_t;
@@ -287,6 +290,7 @@ static int s_flush_emits(sc__runner_t *r, sc__jentry_t **out, size_t *nout)
 static void s_after_commit(sc__runner_t *r, sc__jentry_t *e, size_t n)
 {
     int64_t head = 0;
+    sc__tail_append(e, n);
     for (size_t i = 0; i < n; i++) {
         if (e[i].duplicate)
             continue;
@@ -434,6 +438,96 @@ static int s_end_batch(sc__runner_t *r, bool keep)
     return r->p->end_batch(&r->base, r->state, keep);
 }
 
+/* The events of one batch: taken from the journal's tail, or read from the database. */
+typedef struct s_read {
+    PGresult *res;
+    sc__tev_t **tev;
+    int rows;
+} s_read_t;
+
+static void s_read_event(const s_read_t *b, int i, sc_event_t *ev, const char **data, size_t *len)
+{
+    if (b->tev) {
+        *ev = *sc__tev_event(b->tev[i], data, len);
+        return;
+    }
+    const PGresult *res = b->res;
+    *ev = (sc_event_t){
+        .id = strtoll(PQgetvalue(res, i, 0), NULL, 10),
+        .type = PQgetvalue(res, i, 1),
+        .school = PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2),
+        .district = PQgetisnull(res, i, 3) ? NULL : PQgetvalue(res, i, 3),
+        .source = PQgetvalue(res, i, 4),
+        .source_id = PQgetisnull(res, i, 5) ? NULL : PQgetvalue(res, i, 5),
+        .occurred_at = sc_pq_time(res, i, 6, 0),
+        .received_at = sc_pq_time(res, i, 7, 0),
+        .actor = PQgetisnull(res, i, 8) ? NULL : PQgetvalue(res, i, 8),
+    };
+    *data = PQgetvalue(res, i, 9);
+    *len = (size_t)PQgetlength(res, i, 9);
+}
+
+static void s_read_release(s_read_t *b)
+{
+    PQclear(b->res);
+    b->res = NULL;
+    for (int i = 0; b->tev && i < b->rows; i++)
+        sc__tev_release(b->tev[i]);
+    b->tev = NULL;
+    b->rows = 0;
+}
+
+/*
+ * The next events of the plugin's types after `cursor`, at most `max`: from the journal's
+ * tail when it holds the cursor's next id, otherwise from the database, up to the tail's
+ * start. *end: the last id the read covered. Outside any transaction: the rows are
+ * committed and never change. Returns -1 when the read failed.
+ */
+static int s_read(sc__runner_t *r, int64_t cursor, int64_t head, int max, s_read_t *b, int64_t *end)
+{
+    int64_t lo = INT64_MAX;
+    if ((size_t)max > r->took_cap) {
+        sc__tev_t **t = realloc(r->took, (size_t)max * sizeof *t);
+        if (t) {
+            r->took = t;
+            r->took_cap = (size_t)max;
+        }
+    }
+    if ((size_t)max <= r->took_cap) {
+        int n = sc__tail_take(cursor, r->p->subscribe, (size_t)max, S_WINDOW, r->took, end, &lo);
+        if (n >= 0) {
+            b->tev = r->took;
+            b->rows = n;
+            atomic_fetch_add(&r->from_tail, n);
+            return 0;
+        }
+    }
+    /* Read no further than the head: every id up to it is committed (ids follow commit
+     * order), so the scan never stops at rows a batch still has in flight. */
+    *end = cursor + S_WINDOW < head ? cursor + S_WINDOW : head;
+    if (cursor < lo - 1 && *end >= lo) /* behind the tail: the database up to its start */
+        *end = lo - 1;
+    if (*end <= cursor)
+        return 0;
+    char cur[24], lim[16], upto[24];
+    snprintf(cur, sizeof cur, "%lld", (long long)cursor);
+    snprintf(lim, sizeof lim, "%d", max);
+    snprintf(upto, sizeof upto, "%lld", (long long)*end);
+    const char *p[4] = {cur, r->subscribe, lim, upto};
+    PGresult *res = PQexecPrepared(r->conn, "sc_fetch", 4, p, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        int rc = sc_pq_error(r->conn, res);
+        PQclear(res);
+        sc__log(SC_LOG_ERR, r->p->name, "could not read the journal: %s", PQerrorMessage(r->conn));
+        s_check_conn(r, rc);
+        return -1;
+    }
+    b->res = res;
+    b->rows = PQntuples(res);
+    atomic_fetch_add(&r->from_db, b->rows);
+    return 0;
+}
+
 /*
  * Handles up to `max` events after the cursor in one transaction. Optimistic:
  * no savepoint per event. When the k-th event fails, the whole transaction is
@@ -444,61 +538,40 @@ static int s_end_batch(sc__runner_t *r, bool keep)
  */
 static void s_process(sc__runner_t *r, int max)
 {
-    char cur[24], lim[16], upto[24];
     int64_t cursor = atomic_load(&r->cursor);
     s_refresh_head(r);
-    /* Read no further than the head: every id up to it is committed (ids follow commit
-     * order), so the scan never stops at rows a batch still has in flight. */
     int64_t head = atomic_load(&sc__stats.head);
-    int64_t window_end = cursor + S_WINDOW < head ? cursor + S_WINDOW : head;
-    r->more = false;
-    if (window_end <= cursor)
-        return; /* nothing journaled after the cursor */
-    snprintf(cur, sizeof cur, "%lld", (long long)cursor);
-    snprintf(lim, sizeof lim, "%d", max);
-    snprintf(upto, sizeof upto, "%lld", (long long)window_end);
-    const char *p[4] = {cur, r->subscribe, lim, upto};
+    int64_t window_end = cursor;
+    s_read_t b = {0};
     int rc = 0;
-    if (s_begin(r, "BEGIN") < 0)
+    r->more = false;
+    if (s_read(r, cursor, head, max, &b, &window_end) < 0)
         return;
-    PGresult *res = PQexecPrepared(r->conn, "sc_fetch", 4, p, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = sc_pq_error(r->conn, res);
-        PQclear(res);
-        res = NULL;
-    }
-    if (!res) {
-        sc__log(SC_LOG_ERR, r->p->name, "could not read the journal: %s", PQerrorMessage(r->conn));
-        sc__db_exec(r->conn, "ROLLBACK");
-        s_check_conn(r, rc);
+    if (window_end <= cursor && b.rows == 0)
+        return; /* nothing journaled after the cursor */
+    /* A transaction only when there is something to handle. */
+    if (b.rows > 0 && s_begin(r, "BEGIN") < 0) {
+        s_read_release(&b);
         return;
     }
-    int rows = PQntuples(res);
+    int rows = b.rows;
     int64_t last = cursor;
     int handled = 0;
     bool any = rows > 0;
     for (int i = 0; any && i < rows; i++) {
-        int64_t id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
-        json_t *data = json_loads(PQgetvalue(res, i, 9), 0, NULL);
-        sc_event_t ev = {
-            .id = id,
-            .type = PQgetvalue(res, i, 1),
-            .school = PQgetisnull(res, i, 2) ? NULL : PQgetvalue(res, i, 2),
-            .district = PQgetisnull(res, i, 3) ? NULL : PQgetvalue(res, i, 3),
-            .source = PQgetvalue(res, i, 4),
-            .source_id = PQgetisnull(res, i, 5) ? NULL : PQgetvalue(res, i, 5),
-            .occurred_at = sc_pq_time(res, i, 6, 0),
-            .received_at = sc_pq_time(res, i, 7, 0),
-            .actor = PQgetisnull(res, i, 8) ? NULL : PQgetvalue(res, i, 8),
-            .data = data,
-        };
+        sc_event_t ev;
+        const char *text;
+        size_t len;
+        s_read_event(&b, i, &ev, &text, &len);
+        json_t *data = json_loadb(text, len, 0, NULL);
+        ev.data = data;
         pthread_mutex_lock(&r->error_lock);
         r->last_error[0] = '\0';
         pthread_mutex_unlock(&r->error_lock);
         rc = data ? r->p->handle(&r->base, r->state, &ev) : -EINVAL;
         json_decref(data);
         if (rc < 0) {
-            PQclear(res);
+            s_read_release(&b);
             sc__db_exec(r->conn, "ROLLBACK");
             json_array_clear(r->pending);
             s_end_batch(r, false);
@@ -508,14 +581,14 @@ static void s_process(sc__runner_t *r, int max)
                 s_process(r, handled); /* the events before it, then it again */
                 r->more = true;
             } else {
-                s_failed(r, id, rc);
+                s_failed(r, ev.id, rc);
             }
             return;
         }
         handled++;
-        last = id;
+        last = ev.id;
     }
-    PQclear(res);
+    s_read_release(&b);
     /* A full batch ends at its last event; otherwise the window was read to its end. */
     int64_t next_cursor = (any && rows == max) ? last : window_end;
     if (next_cursor < cursor)
@@ -523,8 +596,6 @@ static void s_process(sc__runner_t *r, int max)
     if (handled == 0) {
         /* Nothing of ours in there: move on in memory; the next commit records it. Were it
          * lost in a crash, re-reading the range would find nothing of ours again. */
-        sc__db_exec(r->conn, "ROLLBACK");
-        json_array_clear(r->pending);
         atomic_store(&r->cursor, next_cursor);
     } else if ((rc = s_end_batch(r, true)) < 0) {
         /* The deferred writes of the batch failed: which event's, the halves will tell. */
@@ -1037,6 +1108,7 @@ void sc__runners_stop(sc__daemon_t *d)
         json_decref(r->pending);
         json_decref(r->schools);
         free(r->subscribe);
+        free(r->took);
         pthread_mutex_destroy(&r->error_lock);
         free(r);
     }
@@ -1057,16 +1129,17 @@ json_t *sc__runners_list(sc__daemon_t *d)
             json_array_append_new(subs, json_string(*s));
         pthread_mutex_lock(&r->error_lock);
         json_t *o = json_pack(
-            "{s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s?}", "name",
-            r->p->name, "version", r->p->version ? r->p->version : "", "description",
+            "{s:s, s:s, s:s, s:s, s:o, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:s?}",
+            "name", r->p->name, "version", r->p->version ? r->p->version : "", "description",
             r->p->description ? r->p->description : "", "state",
             s_state_names[atomic_load(&r->state_code)], "subscribe", subs, "cursor",
             (json_int_t)cursor, "lag", (json_int_t)(head > cursor ? head - cursor : 0), "handled",
             (json_int_t)atomic_load(&r->handled), "batches", (json_int_t)atomic_load(&r->batches),
             "retried", (json_int_t)atomic_load(&r->retried), "dead_letters",
             (json_int_t)atomic_load(&r->dead), "yielded", (json_int_t)atomic_load(&r->yielded),
-            "ticks", (json_int_t)atomic_load(&r->ticks), "last_error",
-            r->last_error[0] ? r->last_error : NULL);
+            "from_tail", (json_int_t)atomic_load(&r->from_tail), "from_journal",
+            (json_int_t)atomic_load(&r->from_db), "ticks", (json_int_t)atomic_load(&r->ticks),
+            "last_error", r->last_error[0] ? r->last_error : NULL);
         pthread_mutex_unlock(&r->error_lock);
         json_array_append_new(list, o);
     }

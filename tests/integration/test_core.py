@@ -13,6 +13,7 @@ import zmq
 
 from harness import CTL, DAEMON, TOP, Daemon, main
 
+PROBE_VERSIONS = [1, 2]  # tests/plugins/probe.c
 CORE_VERSIONS = sorted(int(f.split("_")[0]) for f in os.listdir(os.path.join(TOP, "daemon", "sql"))
                        if f.endswith(".sql"))
 
@@ -382,7 +383,7 @@ def test_migrations_once_and_changed_file_refused():
         d.restart()
         rows = d.sql("SELECT component, version FROM core.migrations ORDER BY component, version")
         assert rows == [{"component": "core", "version": v} for v in CORE_VERSIONS] + \
-            [{"component": "probe", "version": 1}], rows
+            [{"component": "probe", "version": v} for v in PROBE_VERSIONS], rows
         d.stop()
         d.sql("UPDATE core.migrations SET checksum = 'x' WHERE component = 'probe'")
         d.start(wait=False)
@@ -403,7 +404,7 @@ def test_two_daemons_starting_together_migrate_once():
             b.wait_ready()
             rows = a.sql("SELECT component, version, count(*) AS n FROM core.migrations"
                          " GROUP BY component, version")
-            assert all(r["n"] == 1 for r in rows) and len(rows) == len(CORE_VERSIONS) + 1, rows
+            assert all(r["n"] == 1 for r in rows) and len(rows) == len(CORE_VERSIONS) + len(PROBE_VERSIONS), rows
         finally:
             b.stop()
             import shutil
@@ -472,6 +473,56 @@ def test_sighup_applies_plugin_settings_and_names_what_needs_a_restart():
         assert "probe: new settings applied" in log, log
         assert "ingest changed; that needs a restart" in log, log
         assert d.send("probe.event", {"n": 1})["ok"]  # still on the old endpoint
+
+
+def test_plugins_are_given_the_same_event_from_memory_and_from_the_journal():
+    # Plugins take recent events from memory (plugins.tail) and read older ones back from the
+    # journal; handle() must be given the same event either way. The probe writes down all it
+    # was given. The same journal handled again from the start, read from the database only,
+    # must give the same record, row for row.
+    datas = [
+        {"n": 0},
+        {"text": "食堂 \"东\" \\ 门\n\t😀", "nested": {"b": [1, 2.5, -0.0, 1e16, True, None],
+                                                   "a": {}, "": []}},
+        {"real": 1.0, "big": 9007199254740993, "tiny": 1.5e-7, "neg": -12, "z": ""},
+    ]
+    envs = []
+    with Daemon("alike", plugins=["probe"]) as d:
+        d.directory()
+        for i, data in enumerate(datas):
+            envs.append(d.envelope("probe.event", dict(data, n=i)))
+            envs.append(d.envelope("probe.event", dict(data, n=10 + i), actor="t-001",
+                                   occurred_at="2026-06-15T08:00:00.123456+08:00"))
+            # A school the directory does not know: the journal may fill in its district.
+            envs.append(d.envelope("probe.event", dict(data, n=20 + i), school="sch-unlisted"))
+            envs.append(d.envelope("probe.event", dict(data, n=30 + i), district="dist-other"))
+        envs.append(d.envelope("probe.echo", {"n": 40}))  # and one a plugin raises
+        for e in envs:  # one at a time, so most are taken from memory
+            r = d.send_raw(json.dumps(e))
+            assert r["ok"], r
+            d.sync()
+        refused = d.send("probe.event", {"n": 50, "far": 1e17})
+        assert refused["error"] == "invalid_event" and "data.far" in refused["detail"], refused
+        live = d.sql("SELECT event, seen FROM probe.handled ORDER BY event")
+        first = d.plugin("probe")
+        assert len(live) == len(envs) + 1, live  # and the echoed event
+        assert first["from_tail"] > len(envs) / 2, first
+        d.stop()
+        d.sql("DELETE FROM probe.handled")
+        d.sql("UPDATE core.cursors SET position = 0 WHERE plugin = 'probe'")
+        d.plugin_settings = "tail = 0;"
+        d.write_config()
+        d.start()
+        d.sync()
+        again = d.plugin("probe")
+        assert again["from_tail"] == 0 and again["from_journal"] >= len(live), again
+        replayed = d.sql("SELECT event, seen FROM probe.handled ORDER BY event")
+        for a, b in zip(live, replayed):
+            assert a == b, (a, b)
+        # Handling the echo again raised one more echoed event, after all the others.
+        assert [json.loads(r["seen"])["type"] for r in replayed[len(live):]] == ["probe.echoed"]
+        seen = [json.loads(r["seen"]) for r in live if json.loads(r["seen"])["data"].get("n") == 1][0]
+        assert seen["data"]["text"] == datas[1]["text"] and seen["data"]["nested"]["b"][2] == 0
 
 
 def test_sigterm_acks_the_batch_in_flight_and_exits_0():

@@ -63,6 +63,9 @@ static const struct sc_migration s_migrations[] = {
      "  handled_at timestamptz NOT NULL DEFAULT clock_timestamp());"
      "CREATE TABLE " S ".timers (name text PRIMARY KEY, due timestamptz NOT NULL,"
      "  fired_at timestamptz);"},
+    /* Everything handle() was given, as it saw it: plugins must see the same event whether
+     * the daemon took it from memory or read it back from the journal. */
+    {2, "002_" PROBE_NAME "_seen.sql", "ALTER TABLE " S ".handled ADD COLUMN seen text;"},
     {0, NULL, NULL},
 };
 
@@ -104,13 +107,25 @@ static int s_handle(sc_ctx_t *ctx, void *state, const sc_event_t *ev)
             return transient ? -EAGAIN : -EIO;
         }
     }
-    char id[24], n[24];
+    char id[24], n[24], occurred[SC_TIME_LEN], received[SC_TIME_LEN];
     snprintf(id, sizeof id, "%lld", (long long)ev->id);
     snprintf(n, sizeof n, "%lld", (long long)sc_json_int(ev->data, "n", -1));
-    const char *p[3] = {id, ev->type, n};
+    json_t *seen =
+        json_pack("{s:s, s:s?, s:s?, s:s, s:s?, s:s?, s:s, s:s, s:O}", "type", ev->type, "school",
+                  ev->school, "district", ev->district, "source", ev->source, "id", ev->source_id,
+                  "actor", ev->actor, "occurred_at", sc_time_format(ev->occurred_at, occurred),
+                  "received_at", sc_time_format(ev->received_at, received), "data", ev->data);
+    char *seen_text = seen ? json_dumps(seen, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    json_decref(seen);
+    if (!seen_text)
+        return -ENOMEM;
+    const char *p[4] = {id, ev->type, n, seen_text};
     int rc;
-    PGresult *res = sc_pq_exec(
-        sc_db(ctx), "INSERT INTO " S ".handled (event, type, n) VALUES ($1, $2, $3)", 3, p, &rc);
+    PGresult *res = sc_pq_exec(sc_db(ctx),
+                               "INSERT INTO " S ".handled (event, type, n, seen)"
+                               " VALUES ($1, $2, $3, $4)",
+                               4, p, &rc);
+    free(seen_text);
     if (!res)
         return rc;
     PQclear(res);

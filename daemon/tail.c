@@ -1,0 +1,195 @@
+/*
+ * The journal's tail in memory: the events committed most recently, kept so that plugin
+ * runners take them from here instead of reading each one back from the database (the read
+ * was a third of a plugin's cost: every event read back and turned to text by each of the
+ * plugins that take its type).
+ *
+ * The tail holds the ids [lo, hi] and knows every one of them: an event, or a number no
+ * event has. That is what lets a runner with its cursor in the range skip the database. It
+ * rests on how numbers are drawn (004_journal_append.sql): a transaction draws one number
+ * per row offered, in input order, under the journal's lock, and commits before the next
+ * draws; the rows the unique key refused leave their numbers unused. So the committer of a
+ * batch knows the whole run of numbers its batch drew, and a run that starts right after
+ * the tail's end leaves nothing unknown between them. A run that does not (numbers drawn
+ * elsewhere: another process, a rolled-back batch, a batch of resends only) starts the tail
+ * afresh; runners then read the database up to where the tail starts.
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct sc__tev {
+    atomic_int refs;
+    size_t data_len;
+    sc_event_t ev; /* strings point into text */
+    const char *data;
+    char text[];
+};
+
+static struct {
+    pthread_mutex_t lock;
+    sc__tev_t **slot; /* slot[id % cap]; NULL for a number no event has */
+    size_t cap;
+    int64_t lo, hi; /* ids known; empty when hi < lo */
+} s_tail = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void sc__tail_init(size_t cap)
+{
+    s_tail.cap = cap;
+    s_tail.slot = cap ? calloc(cap, sizeof *s_tail.slot) : NULL;
+    if (!s_tail.slot)
+        s_tail.cap = 0;
+    s_tail.lo = 1;
+    s_tail.hi = 0;
+}
+
+void sc__tev_release(sc__tev_t *t)
+{
+    if (t && atomic_fetch_sub(&t->refs, 1) == 1)
+        free(t);
+}
+
+static void s_drop(int64_t id)
+{
+    sc__tev_t **s = &s_tail.slot[(size_t)id % s_tail.cap];
+    sc__tev_release(*s);
+    *s = NULL;
+}
+
+void sc__tail_free(void)
+{
+    pthread_mutex_lock(&s_tail.lock);
+    for (int64_t id = s_tail.lo; s_tail.cap && id <= s_tail.hi; id++)
+        s_drop(id);
+    free(s_tail.slot);
+    s_tail.slot = NULL;
+    s_tail.cap = 0;
+    s_tail.lo = 1;
+    s_tail.hi = 0;
+    pthread_mutex_unlock(&s_tail.lock);
+}
+
+/* One allocation holding the event and its strings. */
+static sc__tev_t *s_tev_new(const sc__jentry_t *e)
+{
+    const char *str[6] = {e->type, e->school, e->district, e->source, e->source_id, e->actor};
+    size_t len[6], total = e->data_len + 1;
+    for (int i = 0; i < 6; i++)
+        total += len[i] = str[i] ? strlen(str[i]) + 1 : 0;
+    sc__tev_t *t = malloc(sizeof *t + total);
+    if (!t)
+        return NULL;
+    atomic_init(&t->refs, 1);
+    char *w = t->text;
+    const char *copy[6];
+    for (int i = 0; i < 6; i++) {
+        copy[i] = str[i] ? memcpy(w, str[i], len[i]) : NULL;
+        w += len[i];
+    }
+    memcpy(w, e->data, e->data_len);
+    w[e->data_len] = '\0';
+    t->data = w;
+    t->data_len = e->data_len;
+    t->ev = (sc_event_t){.id = e->event,
+                         .type = copy[0],
+                         .school = copy[1],
+                         .district = copy[2],
+                         .source = copy[3],
+                         .source_id = copy[4],
+                         .actor = copy[5],
+                         .occurred_at = e->occurred_at,
+                         .received_at = e->received_at};
+    return t;
+}
+
+/* Starts the tail afresh at `from`, empty. */
+static void s_restart(int64_t from)
+{
+    for (int64_t id = s_tail.lo; id <= s_tail.hi; id++)
+        s_drop(id);
+    s_tail.lo = from;
+    s_tail.hi = from - 1;
+}
+
+void sc__tail_append(const sc__jentry_t *e, size_t n)
+{
+    if (!s_tail.cap || n == 0)
+        return;
+    /* An event sent without a district may have been given its school's by the database:
+     * the tail would not hold what the journal does. Such a batch is read from there. */
+    for (size_t i = 0; i < n; i++)
+        if (e[i].school && !e[i].district && !e[i].duplicate)
+            return;
+    /* Row i of the batch drew number first + i; a new row's number says where the run began. */
+    int64_t first = 0;
+    for (size_t i = 0; i < n && !first; i++)
+        if (!e[i].duplicate)
+            first = e[i].event - (int64_t)i;
+    if (!first)
+        return; /* resends only: the run's numbers are not known; the next batch restarts */
+    int64_t last = first + (int64_t)n - 1;
+
+    pthread_mutex_lock(&s_tail.lock);
+    if (first <= s_tail.hi) {
+        /* Committed before what the tail holds, handed over after it (a runner's emitted
+         * events may overtake the writer's batch): the database has it. */
+        pthread_mutex_unlock(&s_tail.lock);
+        return;
+    }
+    if (first != s_tail.hi + 1)
+        s_restart(first);
+    for (size_t i = 0; i < n; i++) {
+        int64_t id = first + (int64_t)i;
+        sc__tev_t *t = e[i].duplicate ? NULL : s_tev_new(&e[i]);
+        if (!e[i].duplicate && !t) { /* out of memory: what the tail holds stays right */
+            s_restart(last + 1);
+            break;
+        }
+        if (s_tail.hi - s_tail.lo + 1 == (int64_t)s_tail.cap) {
+            s_drop(s_tail.lo);
+            s_tail.lo++;
+        }
+        s_tail.slot[(size_t)id % s_tail.cap] = t;
+        s_tail.hi = id;
+    }
+    pthread_mutex_unlock(&s_tail.lock);
+}
+
+int sc__tail_take(int64_t after, const char *const *prefixes, size_t max, size_t scan,
+                  sc__tev_t **out, int64_t *upto, int64_t *lo)
+{
+    int n = 0;
+    pthread_mutex_lock(&s_tail.lock);
+    *lo = s_tail.lo <= s_tail.hi ? s_tail.lo : INT64_MAX;
+    if (!s_tail.cap || after < s_tail.lo - 1 || after >= s_tail.hi) {
+        pthread_mutex_unlock(&s_tail.lock);
+        return -1;
+    }
+    int64_t end = s_tail.hi;
+    if (scan && end > after + (int64_t)scan)
+        end = after + (int64_t)scan;
+    int64_t id = after + 1;
+    for (; id <= end && (size_t)n < max; id++) {
+        sc__tev_t *t = s_tail.slot[(size_t)id % s_tail.cap];
+        if (!t)
+            continue;
+        for (const char *const *p = prefixes; p && *p; p++) {
+            if (strncmp(t->ev.type, *p, strlen(*p)) == 0) {
+                atomic_fetch_add(&t->refs, 1);
+                out[n++] = t;
+                break;
+            }
+        }
+    }
+    *upto = n > 0 && (size_t)n == max ? out[n - 1]->ev.id : end;
+    pthread_mutex_unlock(&s_tail.lock);
+    return n;
+}
+
+const sc_event_t *sc__tev_event(const sc__tev_t *t, const char **data, size_t *data_len)
+{
+    *data = t->data;
+    *data_len = t->data_len;
+    return &t->ev;
+}

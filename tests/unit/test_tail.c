@@ -1,0 +1,240 @@
+/* Unit tests: the journal's tail in memory (daemon/tail.c), which plugin runners take from. */
+#include "../../daemon/internal.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* cmocka needs the four headers above first. */
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#define S_MAX 64
+
+static const char *const s_all[] = {"", NULL};
+static const char *const s_gate[] = {"gate.", NULL};
+static const char *const s_gate_health[] = {"health.", "gate.", NULL};
+
+/*
+ * A batch as journal_append numbers it: row i drew first + i; the rows in `dups` (a
+ * string of 'd' and '.') were resends, answered with an older number.
+ */
+static void s_append(int64_t first, const char *types[], const char *dups)
+{
+    sc__jentry_t e[S_MAX];
+    size_t n = 0;
+    for (; types[n]; n++) {
+        bool dup = dups && dups[n] == 'd';
+        e[n] = (sc__jentry_t){.type = types[n],
+                              .school = "s1",
+                              .district = "d1",
+                              .source = "gate-north",
+                              .source_id = types[n],
+                              .occurred_at = 1000 + first + (int64_t)n,
+                              .received_at = 2000,
+                              .data = "{\"card\":\"C1\"}",
+                              .data_len = 13,
+                              .event = dup ? 1 : first + (int64_t)n,
+                              .duplicate = dup};
+    }
+    sc__tail_append(e, n);
+}
+
+/* Takes after `after`; returns the count, with the ids in ids[]. */
+static int s_take(int64_t after, const char *const *prefixes, size_t max, int64_t ids[],
+                  int64_t *upto, int64_t *lo)
+{
+    sc__tev_t *t[S_MAX];
+    int n = sc__tail_take(after, prefixes, max, 1000, t, upto, lo);
+    for (int i = 0; i < n; i++) {
+        const char *data;
+        size_t len;
+        ids[i] = sc__tev_event(t[i], &data, &len)->id;
+        sc__tev_release(t[i]);
+    }
+    return n;
+}
+
+static int s_setup(void **state)
+{
+    (void)state;
+    sc__tail_init(8);
+    return 0;
+}
+
+static int s_teardown(void **state)
+{
+    (void)state;
+    sc__tail_free();
+    return 0;
+}
+
+static void test_takes_what_follows_the_cursor_with_the_events_as_journaled(void **state)
+{
+    (void)state;
+    s_append(10, (const char *[]){"gate.entry", "health.absence.reported", "gate.entry", NULL},
+             NULL);
+    sc__tev_t *t[S_MAX];
+    int64_t upto, lo;
+    assert_int_equal(sc__tail_take(9, s_all, S_MAX, 1000, t, &upto, &lo), 3);
+    assert_int_equal(upto, 12);
+    const char *data;
+    size_t len;
+    const sc_event_t *ev = sc__tev_event(t[1], &data, &len);
+    assert_int_equal(ev->id, 11);
+    assert_string_equal(ev->type, "health.absence.reported");
+    assert_string_equal(ev->school, "s1");
+    assert_string_equal(ev->district, "d1");
+    assert_string_equal(ev->source, "gate-north");
+    assert_null(ev->actor);
+    assert_int_equal(ev->occurred_at, 1011);
+    assert_int_equal(ev->received_at, 2000);
+    assert_int_equal(len, 13);
+    assert_string_equal(data, "{\"card\":\"C1\"}");
+    for (int i = 0; i < 3; i++)
+        sc__tev_release(t[i]);
+
+    int64_t ids[S_MAX];
+    /* Only the prefixes asked for; the ids between them are covered all the same. */
+    assert_int_equal(s_take(9, s_gate, S_MAX, ids, &upto, &lo), 2);
+    assert_int_equal(ids[0], 10);
+    assert_int_equal(ids[1], 12);
+    assert_int_equal(upto, 12);
+    /* A full take ends at its last event, so the next starts right after it. */
+    assert_int_equal(s_take(9, s_gate_health, 2, ids, &upto, &lo), 2);
+    assert_int_equal(upto, 11);
+    assert_int_equal(s_take(11, s_gate_health, 2, ids, &upto, &lo), 1);
+    assert_int_equal(ids[0], 12);
+    assert_int_equal(upto, 12);
+    /* Nothing of ours left: the take covers the rest with none. */
+    assert_int_equal(s_take(10, (const char *const[]){"hazard.", NULL}, S_MAX, ids, &upto, &lo),
+                     0);
+    assert_int_equal(upto, 12);
+}
+
+static void test_refuses_a_cursor_it_does_not_cover(void **state)
+{
+    (void)state;
+    int64_t ids[S_MAX], upto, lo;
+    assert_int_equal(s_take(0, s_all, S_MAX, ids, &upto, &lo), -1); /* empty */
+    assert_true(lo == INT64_MAX);
+    s_append(10, (const char *[]){"gate.entry", "gate.entry", NULL}, NULL);
+    assert_int_equal(s_take(8, s_all, S_MAX, ids, &upto, &lo), -1); /* id 9: before it */
+    assert_int_equal(lo, 10);
+    assert_int_equal(s_take(11, s_all, S_MAX, ids, &upto, &lo), -1); /* at its end */
+    assert_int_equal(s_take(9, s_all, S_MAX, ids, &upto, &lo), 2);
+}
+
+static void test_resends_leave_numbers_no_event_has(void **state)
+{
+    (void)state;
+    int64_t ids[S_MAX], upto, lo;
+    s_append(10, (const char *[]){"gate.a", "gate.b", "gate.c", NULL}, ".d.");
+    s_append(13, (const char *[]){"gate.d", NULL}, NULL); /* follows on: 11 was nobody's */
+    assert_int_equal(s_take(9, s_all, S_MAX, ids, &upto, &lo), 3);
+    assert_int_equal(ids[0], 10);
+    assert_int_equal(ids[1], 12);
+    assert_int_equal(ids[2], 13);
+    /* A batch of resends only: where its numbers were is unknown, so the next starts over. */
+    s_append(0, (const char *[]){"gate.e", NULL}, "d");
+    s_append(15, (const char *[]){"gate.f", NULL}, NULL);
+    assert_int_equal(s_take(13, s_all, S_MAX, ids, &upto, &lo), -1);
+    assert_int_equal(lo, 15);
+    assert_int_equal(s_take(14, s_all, S_MAX, ids, &upto, &lo), 1);
+}
+
+static void test_a_gap_or_a_late_batch_starts_it_over(void **state)
+{
+    (void)state;
+    int64_t ids[S_MAX], upto, lo;
+    s_append(10, (const char *[]){"gate.a", "gate.b", NULL}, NULL);
+    /* 12 was drawn by someone else (another process, a rolled-back batch). */
+    s_append(13, (const char *[]){"gate.c", NULL}, NULL);
+    assert_int_equal(s_take(11, s_all, S_MAX, ids, &upto, &lo), -1);
+    assert_int_equal(lo, 13);
+    assert_int_equal(s_take(12, s_all, S_MAX, ids, &upto, &lo), 1);
+    /* A batch committed before the tail's events but handed over after them is left out. */
+    s_append(12, (const char *[]){"gate.x", NULL}, NULL);
+    assert_int_equal(s_take(11, s_all, S_MAX, ids, &upto, &lo), -1);
+    assert_int_equal(s_take(12, s_all, S_MAX, ids, &upto, &lo), 1);
+    assert_int_equal(ids[0], 13);
+}
+
+static void test_an_event_the_database_may_have_completed_is_left_to_it(void **state)
+{
+    (void)state;
+    int64_t ids[S_MAX], upto, lo;
+    s_append(10, (const char *[]){"gate.a", NULL}, NULL);
+    sc__jentry_t e = {.type = "gate.b",
+                      .school = "s9", /* no district: the database fills in the school's */
+                      .source = "x",
+                      .data = "{}",
+                      .data_len = 2,
+                      .event = 11};
+    sc__tail_append(&e, 1);
+    s_append(12, (const char *[]){"gate.c", NULL}, NULL);
+    assert_int_equal(s_take(10, s_all, S_MAX, ids, &upto, &lo), -1);
+    assert_int_equal(lo, 12);
+}
+
+static void test_keeps_the_newest_and_outlives_its_readers(void **state)
+{
+    (void)state;
+    int64_t ids[S_MAX], upto, lo;
+    s_append(1, (const char *[]){"gate.1", "gate.2", "gate.3", "gate.4", "gate.5", NULL}, NULL);
+    sc__tev_t *held[S_MAX];
+    assert_int_equal(sc__tail_take(0, s_all, 2, 1000, held, &upto, &lo), 2);
+    s_append(6, (const char *[]){"gate.6", "gate.7", "gate.8", "gate.9", "gate.10", NULL}, NULL);
+    /* Room for 8: ids 1 and 2 went, while a reader still holds them. */
+    assert_int_equal(s_take(0, s_all, S_MAX, ids, &upto, &lo), -1);
+    assert_int_equal(lo, 3);
+    assert_int_equal(s_take(2, s_all, S_MAX, ids, &upto, &lo), 8);
+    assert_int_equal(ids[7], 10);
+    const char *data;
+    size_t len;
+    assert_string_equal(sc__tev_event(held[1], &data, &len)->type, "gate.2");
+    sc__tev_release(held[0]);
+    sc__tev_release(held[1]);
+    /* A batch larger than the tail keeps its newest. */
+    const char *big[12];
+    for (int i = 0; i < 11; i++)
+        big[i] = "gate.big";
+    big[11] = NULL;
+    s_append(11, big, NULL);
+    assert_int_equal(s_take(13, s_all, S_MAX, ids, &upto, &lo), 8);
+    assert_int_equal(lo, 14);
+    assert_int_equal(upto, 21);
+}
+
+static void test_off_when_sized_zero(void **state)
+{
+    (void)state;
+    sc__tail_free();
+    sc__tail_init(0);
+    s_append(1, (const char *[]){"gate.1", NULL}, NULL);
+    int64_t ids[S_MAX], upto, lo;
+    assert_int_equal(s_take(0, s_all, S_MAX, ids, &upto, &lo), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(
+            test_takes_what_follows_the_cursor_with_the_events_as_journaled, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_refuses_a_cursor_it_does_not_cover, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_resends_leave_numbers_no_event_has, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_a_gap_or_a_late_batch_starts_it_over, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_an_event_the_database_may_have_completed_is_left_to_it, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_keeps_the_newest_and_outlives_its_readers, s_setup,
+                                        s_teardown),
+        cmocka_unit_test_setup_teardown(test_off_when_sized_zero, s_setup, s_teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
