@@ -231,6 +231,8 @@ typedef struct sc__daemon {
 int sc__ingest_start(sc__daemon_t *d, char *err, size_t errlen);
 /* Stops intake, waits for the batch in flight to be journaled and acked, joins both threads. */
 void sc__ingest_stop(sc__daemon_t *d);
+/* Frees the emptied batch chunks kept for reuse, once nothing publishes any more. */
+void sc__ingest_spare_free(void);
 
 /* ---- publish.c ---- */
 /* Binds the PUB socket and starts the publisher thread. */

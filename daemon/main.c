@@ -368,6 +368,7 @@ out_runners:
     sc__runners_stop(&d);
     sc__tail_free();
     sc__publish_stop(&d);
+    sc__ingest_spare_free();
 out_zmq:
     if (rep)
         zmq_close(rep);

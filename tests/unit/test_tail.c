@@ -110,8 +110,7 @@ static void test_takes_what_follows_the_cursor_with_the_events_as_journaled(void
     assert_int_equal(ids[0], 12);
     assert_int_equal(upto, 12);
     /* Nothing of ours left: the take covers the rest with none. */
-    assert_int_equal(s_take(10, (const char *const[]){"hazard.", NULL}, S_MAX, ids, &upto, &lo),
-                     0);
+    assert_int_equal(s_take(10, (const char *const[]){"hazard.", NULL}, S_MAX, ids, &upto, &lo), 0);
     assert_int_equal(upto, 12);
 }
 
@@ -230,8 +229,8 @@ int main(void)
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_a_gap_or_a_late_batch_starts_it_over, s_setup,
                                         s_teardown),
-        cmocka_unit_test_setup_teardown(
-            test_an_event_the_database_may_have_completed_is_left_to_it, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_an_event_the_database_may_have_completed_is_left_to_it,
+                                        s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_keeps_the_newest_and_outlives_its_readers, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_off_when_sized_zero, s_setup, s_teardown),
