@@ -67,6 +67,17 @@ static int s_depth(const char *buf, size_t len, int limit)
  * from memory or read back from the journal, such reals are refused and a negative zero
  * becomes zero. Returns -1 with `detail` naming the member.
  */
+static int s_numbers(json_t *v, char *path, size_t used, size_t cap, char *detail, size_t dlen);
+
+/* A member's numbers, its name appended to the path: ".key" or "[i]". */
+static int s_member(json_t *m, char *path, size_t used, size_t cap, const char *sep,
+                    const char *name, char *detail, size_t dlen)
+{
+    int n = snprintf(path + used, cap - used, "%s%s%s", sep, name, *sep == '[' ? "]" : "");
+    size_t u = n < 0 || (size_t)n >= cap - used ? cap - 1 : used + (size_t)n;
+    return s_numbers(m, path, u, cap, detail, dlen);
+}
+
 static int s_numbers(json_t *v, char *path, size_t used, size_t cap, char *detail, size_t dlen)
 {
     if (json_is_real(v)) {
@@ -79,24 +90,21 @@ static int s_numbers(json_t *v, char *path, size_t used, size_t cap, char *detai
                  path);
         return -1;
     }
+    const char *key;
+    json_t *m;
+    size_t i;
     if (json_is_object(v)) {
-        const char *key;
-        json_t *m;
         json_object_foreach(v, key, m)
         {
-            int n = snprintf(path + used, cap - used, ".%s", key);
-            size_t u = n < 0 || (size_t)n >= cap - used ? cap - 1 : used + (size_t)n;
-            if (s_numbers(m, path, u, cap, detail, dlen) < 0)
+            if (s_member(m, path, used, cap, ".", key, detail, dlen) < 0)
                 return -1;
         }
     } else if (json_is_array(v)) {
-        size_t i;
-        json_t *m;
         json_array_foreach(v, i, m)
         {
-            int n = snprintf(path + used, cap - used, "[%zu]", i);
-            size_t u = n < 0 || (size_t)n >= cap - used ? cap - 1 : used + (size_t)n;
-            if (s_numbers(m, path, u, cap, detail, dlen) < 0)
+            char index[24];
+            snprintf(index, sizeof index, "%zu", i);
+            if (s_member(m, path, used, cap, "[", index, detail, dlen) < 0)
                 return -1;
         }
     }

@@ -186,13 +186,22 @@ void sc__ingest_publish_batch(void *pub, void *batch)
 
 /* ---- the writer thread ---- */
 
+/* A batch on its way through the journal: its entries as sent, numbered once answered. */
+typedef struct s_flight {
+    s_chunk_t *batch;
+    size_t n;
+    sc__jentry_t *entries;
+    size_t cap;
+} s_flight_t;
+
 typedef struct s_writer {
     sc__daemon_t *d;
     void *pipe;
     PGconn *conn;
     int64_t backoff_ms, next_attempt_ms;
-    sc__jentry_t *entries;
-    size_t entries_cap;
+    /* One batch in the database while the next is gathered: the first answered is the
+     * first handed back, so two are enough. */
+    s_flight_t slot[2];
     /* school → district, so the journal's district column costs the database no
      * look-up for a school already known; read from core.schools at each
      * connection, then kept up to date from the upserts this writer journals. */
@@ -263,20 +272,25 @@ static void s_writer_lost(s_writer_t *w, const char *err)
     w->next_attempt_ms = 0;
 }
 
-/* Journals every item of the batch; sets each item's result. */
-static void s_writer_commit(s_writer_t *w, s_chunk_t *batch, size_t total)
+/*
+ * Sends a batch to the journal without waiting for the answer. Returns 0, or < 0 when it
+ * could not be sent: every item of it is then answered unavailable.
+ */
+static int s_writer_send(s_writer_t *w, s_flight_t *f)
 {
     char err[1024];
-    if (total > w->entries_cap) {
-        free(w->entries);
-        w->entries_cap = total * 2;
-        w->entries = malloc(w->entries_cap * sizeof *w->entries);
+    if (f->n > f->cap) {
+        sc__jentry_t *e = realloc(f->entries, f->n * 2 * sizeof *e);
+        if (!e)
+            return -ENOMEM;
+        f->entries = e;
+        f->cap = f->n * 2;
     }
     size_t n = 0;
-    for (s_chunk_t *c = batch; c; c = c->next) {
+    for (s_chunk_t *c = f->batch; c; c = c->next) {
         for (size_t i = 0; i < c->n; i++) {
             const s_item_t *it = &c->items[i];
-            sc__jentry_t *e = &w->entries[n++];
+            sc__jentry_t *e = &f->entries[n++];
             *e = it->je;
             if (e->district || !e->school)
                 continue;
@@ -287,25 +301,30 @@ static void s_writer_commit(s_writer_t *w, s_chunk_t *batch, size_t total)
                 e->district = json_string_value(json_object_get(w->districts, e->school));
         }
     }
-
-    int rc = w->conn ? sc__journal_append(w->conn, w->entries, n, err, sizeof err) : -EAGAIN;
+    int rc = w->conn ? sc__journal_send(w->conn, f->entries, n, err, sizeof err) : -EAGAIN;
     if (rc < 0 && w->conn) {
         if (PQstatus(w->conn) != CONNECTION_OK || rc == -EAGAIN)
             s_writer_lost(w, err);
         else
             sc__log(SC_LOG_ERR, "journal", "%s", err);
     }
-    n = 0;
+    return rc;
+}
+
+/* Sets each item's result from the journal's answer (rc < 0: unavailable). */
+static void s_writer_results(s_writer_t *w, s_flight_t *f, int rc)
+{
+    size_t n = 0;
     int64_t head = 0;
-    for (s_chunk_t *c = batch; c; c = c->next) {
+    for (s_chunk_t *c = f->batch; c; c = c->next) {
         for (size_t i = 0; i < c->n; i++, n++) {
             s_item_t *it = &c->items[i];
             if (rc < 0) {
                 it->result = SC__E_UNAVAILABLE;
                 continue;
             }
-            it->je.event = w->entries[n].event;
-            it->je.duplicate = w->entries[n].duplicate;
+            it->je.event = f->entries[n].event;
+            it->je.duplicate = f->entries[n].duplicate;
             it->result = SC__OK;
             if (!it->je.duplicate && it->je.event > head)
                 head = it->je.event;
@@ -313,12 +332,44 @@ static void s_writer_commit(s_writer_t *w, s_chunk_t *batch, size_t total)
     }
     if (rc == 0) {
         atomic_fetch_add(&sc__stats.batches, 1);
-        atomic_fetch_add(&sc__stats.batched_events, total);
-        sc__tail_append(w->entries, n);
+        atomic_fetch_add(&sc__stats.batched_events, f->n);
+        sc__tail_append(f->entries, f->n);
         sc__stats_head(head);
+        s_writer_learn(w, f->batch);
     }
 }
 
+/* The journal answered the batch in flight (the connection said it has the answer). */
+static void s_writer_receive(s_writer_t *w, s_flight_t *f)
+{
+    char err[1024];
+    int rc = sc__journal_receive(w->conn, f->entries, f->n, err, sizeof err);
+    if (rc < 0) {
+        if (PQstatus(w->conn) != CONNECTION_OK || rc == -EAGAIN)
+            s_writer_lost(w, err);
+        else
+            sc__log(SC_LOG_ERR, "journal", "%s", err);
+    }
+    s_writer_results(w, f, rc);
+}
+
+/* Hands an answered batch back to the ROUTER thread, after waking the plugins it concerns. */
+static void s_writer_done(s_writer_t *w, s_flight_t *f)
+{
+    /* The entries point into the batch: wake the plugins while it is still ours. Once
+     * sent, the batch is the ROUTER thread's: nothing is read from it after. */
+    if (f->batch->items[0].result == SC__OK)
+        sc__runners_wake_for(w->d, f->entries, f->n);
+    zmq_send(w->pipe, &f->batch, sizeof f->batch, 0);
+    f->batch = NULL;
+    f->n = 0;
+}
+
+/*
+ * The writer: what the ROUTER thread hands over while a batch is in the database becomes the
+ * next batch, sent the moment the answer comes (before that answer's acks and wake-ups are
+ * dealt with), so the database never waits for the writer's own work.
+ */
 static void *s_writer_main(void *arg)
 {
     s_writer_t w = {.d = arg, .districts = json_object()};
@@ -331,54 +382,75 @@ static void *s_writer_main(void *arg)
     s_chunk_t *hello = NULL;
     zmq_send(w.pipe, &hello, sizeof hello, 0);
 
+    s_flight_t *flying = NULL;
+    s_chunk_t *next = NULL, **next_tail = &next;
+    size_t next_n = 0;
+    bool stop = false;
     for (;;) {
-        zmq_pollitem_t pi = {w.pipe, 0, ZMQ_POLLIN, 0};
+        if (stop && !flying && !next)
+            break;
+        zmq_pollitem_t pi[2];
+        int npi = 0, pipe_at = -1, db_at = -1;
+        if (!stop && next_n < batch_max) {
+            pi[pipe_at = npi++] = (zmq_pollitem_t){w.pipe, 0, ZMQ_POLLIN, 0};
+        }
+        if (flying)
+            pi[db_at = npi++] = (zmq_pollitem_t){NULL, PQsocket(w.conn), ZMQ_POLLIN, 0};
         long timeout = -1;
-        if (!w.conn) {
+        if (!flying && next) {
+            timeout = 0;
+        } else if (!w.conn) {
             timeout = (long)(w.next_attempt_ms - sc__mono_ms());
             if (timeout < 0)
                 timeout = 0;
         }
-        if (zmq_poll(&pi, 1, timeout) < 0 && zmq_errno() == ETERM)
+        if (zmq_poll(pi, npi, timeout) < 0 && zmq_errno() == ETERM)
             break;
-        s_writer_connect(&w);
-        if (!(pi.revents & ZMQ_POLLIN))
-            continue;
+        if (!flying)
+            s_writer_connect(&w);
 
-        s_chunk_t *batch = NULL, **tail = &batch;
-        size_t total = 0;
-        bool stop = false;
-        int flags = 0;
-        while (total < batch_max) {
+        while (pipe_at >= 0 && !stop && next_n < batch_max) {
             s_chunk_t *c = NULL;
-            int r = zmq_recv(w.pipe, &c, sizeof c, flags);
+            int r = zmq_recv(w.pipe, &c, sizeof c, ZMQ_DONTWAIT);
             if (r < 0)
                 break;
-            flags = ZMQ_DONTWAIT;
             if (r != sizeof c || !c) { /* the stop signal: a NULL chunk */
                 stop = true;
                 break;
             }
-            *tail = c;
-            tail = &c->next;
-            total += c->n;
+            *next_tail = c;
+            next_tail = &c->next;
+            next_n += c->n;
         }
-        if (batch) {
-            s_writer_commit(&w, batch, total);
-            /* The entries point into the batch: wake the plugins while it is still ours.
-             * Once sent, the batch is the ROUTER thread's: nothing is read from it after. */
-            if (batch->items[0].result == SC__OK) {
-                sc__runners_wake_for(w.d, w.entries, total);
-                s_writer_learn(&w, batch);
+
+        s_flight_t *landed = NULL;
+        if (flying && (pi[db_at].revents & ZMQ_POLLIN) &&
+            (!PQconsumeInput(w.conn) || !PQisBusy(w.conn))) {
+            s_writer_receive(&w, flying);
+            landed = flying;
+            flying = NULL;
+        }
+        if (!flying && next) {
+            s_flight_t *f = landed == &w.slot[0] ? &w.slot[1] : &w.slot[0];
+            f->batch = next;
+            f->n = next_n;
+            next = NULL;
+            next_tail = &next;
+            next_n = 0;
+            if (s_writer_send(&w, f) == 0) {
+                flying = f;
+            } else {
+                s_writer_results(&w, f, -EAGAIN);
+                s_writer_done(&w, f);
             }
-            zmq_send(w.pipe, &batch, sizeof batch, 0);
         }
-        if (stop)
-            break;
+        if (landed)
+            s_writer_done(&w, landed);
     }
     PQfinish(w.conn);
     json_decref(w.districts);
-    free(w.entries);
+    free(w.slot[0].entries);
+    free(w.slot[1].entries);
     zmq_close(w.pipe);
     return NULL;
 }

@@ -152,6 +152,10 @@ int sc__journal_prepare(PGconn *conn);
  * unreachable, or -EIO, with err written.
  */
 int sc__journal_append(PGconn *conn, sc__jentry_t *entries, size_t n, char *err, size_t errlen);
+/* The two halves of sc__journal_append: send the batch, later take the answer (it waits for
+ * it unless PQisBusy says it has come). */
+int sc__journal_send(PGconn *conn, const sc__jentry_t *entries, size_t n, char *err, size_t errlen);
+int sc__journal_receive(PGconn *conn, sc__jentry_t *entries, size_t n, char *err, size_t errlen);
 /* The published form of a journaled entry (new string, caller frees) or NULL. */
 char *sc__journal_envelope(const sc__jentry_t *e);
 

@@ -29,11 +29,10 @@ int sc__journal_prepare(PGconn *conn)
     return rc;
 }
 
-int sc__journal_append(PGconn *conn, sc__jentry_t *entries, size_t n, char *err, size_t errlen)
+int sc__journal_send(PGconn *conn, const sc__jentry_t *entries, size_t n, char *err, size_t errlen)
 {
     sc_pqbuf_t bufs[9] = {{0}};
     int rc = -ENOMEM;
-    PGresult *res = NULL;
 
     for (size_t f = 0; f < 5; f++) {
         bool has_null = false;
@@ -71,29 +70,47 @@ int sc__journal_append(PGconn *conn, sc__jentry_t *entries, size_t n, char *err,
         lengths[f] = (int)bufs[f].len;
         formats[f] = 1;
     }
-    res = PQexecPrepared(conn, "sc_journal_append", 9, values, lengths, formats, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    /* libpq copies the parameters out before it returns: the buffers can go. */
+    if (!PQsendQueryPrepared(conn, "sc_journal_append", 9, values, lengths, formats, 0)) {
         snprintf(err, errlen, "could not journal %zu events: %s", n, PQerrorMessage(conn));
-        rc = sc_pq_error(conn, res);
+        rc = -EAGAIN;
         goto out;
-    }
-    if ((size_t)PQntuples(res) != n) {
-        snprintf(err, errlen, "journal_append answered %d rows for %zu events", PQntuples(res), n);
-        rc = -EIO;
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        entries[i].event = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
-        entries[i].duplicate = PQgetvalue(res, (int)i, 1)[0] == 't';
     }
     rc = 0;
 out:
     if (rc == -ENOMEM)
         snprintf(err, errlen, "out of memory building a batch of %zu events", n);
-    PQclear(res);
     for (int f = 0; f < 9; f++)
         sc_pqbuf_free(&bufs[f]);
     return rc;
+}
+
+int sc__journal_receive(PGconn *conn, sc__jentry_t *entries, size_t n, char *err, size_t errlen)
+{
+    int rc = 0;
+    PGresult *res = PQgetResult(conn);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        snprintf(err, errlen, "could not journal %zu events: %s", n, PQerrorMessage(conn));
+        rc = sc_pq_error(conn, res);
+    } else if ((size_t)PQntuples(res) != n) {
+        snprintf(err, errlen, "journal_append answered %d rows for %zu events", PQntuples(res), n);
+        rc = -EIO;
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            entries[i].event = strtoll(PQgetvalue(res, (int)i, 0), NULL, 10);
+            entries[i].duplicate = PQgetvalue(res, (int)i, 1)[0] == 't';
+        }
+    }
+    PQclear(res);
+    while ((res = PQgetResult(conn))) /* the end of the statement's results */
+        PQclear(res);
+    return rc;
+}
+
+int sc__journal_append(PGconn *conn, sc__jentry_t *entries, size_t n, char *err, size_t errlen)
+{
+    int rc = sc__journal_send(conn, entries, n, err, errlen);
+    return rc < 0 ? rc : sc__journal_receive(conn, entries, n, err, errlen);
 }
 
 /*

@@ -2,6 +2,7 @@
 #include <safecampus/util.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,11 +54,38 @@ typedef struct s_prepared {
     char *sql;
 } s_prepared_t;
 
-static _Thread_local struct {
+typedef struct s_prep {
     s_prepared_t v[S_PREPARED_MAX];
     size_t n;
-    unsigned serial;
-} s_prep;
+} s_prep_t;
+
+/* Each thread's list, freed when the thread ends. */
+static pthread_key_t s_prep_key;
+static pthread_once_t s_prep_once = PTHREAD_ONCE_INIT;
+
+static void s_prep_destroy(void *p)
+{
+    s_prep_t *t = p;
+    for (size_t i = 0; i < t->n; i++)
+        free(t->v[i].sql);
+    free(t);
+}
+
+static void s_prep_key_make(void)
+{
+    pthread_key_create(&s_prep_key, s_prep_destroy);
+}
+
+static s_prep_t *s_prep_get(void)
+{
+    pthread_once(&s_prep_once, s_prep_key_make);
+    s_prep_t *t = pthread_getspecific(s_prep_key);
+    if (!t && (t = calloc(1, sizeof *t)) && pthread_setspecific(s_prep_key, t) != 0) {
+        free(t);
+        t = NULL;
+    }
+    return t;
+}
 
 static uint64_t s_hash(const char *s)
 {
@@ -68,16 +96,16 @@ static uint64_t s_hash(const char *s)
 }
 
 /* Drops the entries of `conn`, or of every connection at its address but a live one. */
-static void s_prep_forget(const PGconn *conn, int keep_pid)
+static void s_prep_forget(s_prep_t *t, const PGconn *conn, int keep_pid)
 {
     size_t w = 0;
-    for (size_t i = 0; i < s_prep.n; i++) {
-        if (s_prep.v[i].conn == conn && s_prep.v[i].pid != keep_pid)
-            free(s_prep.v[i].sql);
+    for (size_t i = 0; i < t->n; i++) {
+        if (t->v[i].conn == conn && t->v[i].pid != keep_pid)
+            free(t->v[i].sql);
         else
-            s_prep.v[w++] = s_prep.v[i];
+            t->v[w++] = t->v[i];
     }
-    s_prep.n = w;
+    t->n = w;
 }
 
 /*
@@ -97,12 +125,15 @@ static void s_prep_format(char *name, size_t namelen, uint64_t h)
 static PGresult *s_prep_name(PGconn *conn, const char *sql, char *name, size_t namelen,
                              const char **out)
 {
+    s_prep_t *t = s_prep_get();
     int pid = PQbackendPID(conn);
     uint64_t h = s_hash(sql);
     bool stale = false;
     *out = NULL;
-    for (size_t i = 0; i < s_prep.n; i++) {
-        const s_prepared_t *e = &s_prep.v[i];
+    if (!t)
+        return NULL;
+    for (size_t i = 0; i < t->n; i++) {
+        const s_prepared_t *e = &t->v[i];
         if (e->conn != conn)
             continue;
         if (e->pid != pid) {
@@ -114,9 +145,9 @@ static PGresult *s_prep_name(PGconn *conn, const char *sql, char *name, size_t n
         }
     }
     if (stale)
-        s_prep_forget(conn, pid);
+        s_prep_forget(t, conn, pid);
     char *copy = NULL;
-    if (s_prep.n == S_PREPARED_MAX || PQtransactionStatus(conn) == PQTRANS_INERROR ||
+    if (t->n == S_PREPARED_MAX || PQtransactionStatus(conn) == PQTRANS_INERROR ||
         !(copy = strdup(sql)))
         return NULL;
     s_prep_format(name, namelen, h);
@@ -126,7 +157,7 @@ static PGresult *s_prep_name(PGconn *conn, const char *sql, char *name, size_t n
         return res; /* what the plain run would have said: the statement does not parse */
     }
     PQclear(res);
-    s_prep.v[s_prep.n++] = (s_prepared_t){.conn = conn, .pid = pid, .hash = h, .sql = copy};
+    t->v[t->n++] = (s_prepared_t){.conn = conn, .pid = pid, .hash = h, .sql = copy};
     *out = name;
     return NULL;
 }
@@ -146,8 +177,8 @@ PGresult *sc_pq_exec(PGconn *conn, const char *sql, int nparams, const char *con
         return res;
     }
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    if (name && state && strcmp(state, "26000") == 0) /* not prepared there after all */
-        s_prep_forget(conn, 0);
+    if (name && state && strcmp(state, "26000") == 0 && s_prep_get()) /* not prepared after all */
+        s_prep_forget(s_prep_get(), conn, 0);
     if (rc)
         *rc = sc_pq_error(conn, res);
     PQclear(res);
