@@ -1,0 +1,113 @@
+/* Unit tests: sc_pq_exec prepares each statement once per connection (lib/pq.c). */
+#include <safecampus/util.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* cmocka needs the four headers above first. */
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static PGconn *s_connect(void)
+{
+    const char *conninfo = getenv("SC_TEST_CONNINFO");
+    if (!conninfo)
+        fail_msg("SC_TEST_CONNINFO is not set (run through make test)");
+    PGconn *conn = PQconnectdb(conninfo);
+    if (PQstatus(conn) != CONNECTION_OK)
+        fail_msg("could not connect: %s", PQerrorMessage(conn));
+    return conn;
+}
+
+/* How many statements the server holds prepared for this session whose text is `sql`. */
+static int s_prepared(PGconn *conn, const char *sql)
+{
+    const char *p[1] = {sql};
+    PGresult *res = PQexecParams(conn, "SELECT count(*) FROM pg_prepared_statements"
+                                       " WHERE statement = $1",
+                                 1, NULL, p, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    int n = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return n;
+}
+
+static const char *const s_sql = "SELECT $1::int + 1";
+
+static int s_run(PGconn *conn, const char *arg)
+{
+    const char *p[1] = {arg};
+    int rc = 1;
+    PGresult *res = sc_pq_exec(conn, s_sql, 1, p, &rc);
+    if (!res)
+        return rc;
+    int v = atoi(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return v;
+}
+
+static void test_prepares_once_and_answers_as_before(void **state)
+{
+    (void)state;
+    PGconn *conn = s_connect();
+    assert_int_equal(s_prepared(conn, s_sql), 0);
+    assert_int_equal(s_run(conn, "1"), 2);
+    assert_int_equal(s_prepared(conn, s_sql), 1);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(s_run(conn, "41"), 42);
+    assert_int_equal(s_prepared(conn, s_sql), 1); /* once, however often it runs */
+    /* A value error is the execution's, and the statement stays usable. */
+    assert_int_equal(s_run(conn, "x"), -EIO);
+    assert_int_equal(s_run(conn, "2"), 3);
+    PQfinish(conn);
+}
+
+static void test_a_new_connection_starts_afresh(void **state)
+{
+    (void)state;
+    /* Whatever address the new connection gets, it has none of the old one's statements. */
+    for (int i = 0; i < 3; i++) {
+        PGconn *conn = s_connect();
+        assert_int_equal(s_run(conn, "5"), 6);
+        assert_int_equal(s_prepared(conn, s_sql), 1);
+        PQfinish(conn);
+    }
+}
+
+static void test_a_statement_that_does_not_parse_says_why(void **state)
+{
+    (void)state;
+    PGconn *conn = s_connect();
+    int rc = 0;
+    PGresult *res = sc_pq_exec(conn, "SELECT * FROM no_such_table_here", 0, NULL, &rc);
+    assert_null(res);
+    assert_int_equal(rc, -EIO);
+    assert_non_null(strstr(PQerrorMessage(conn), "no_such_table_here"));
+    /* Inside a failed transaction it is not prepared either, and reports the failure. */
+    PQclear(PQexec(conn, "BEGIN"));
+    assert_null(sc_pq_exec(conn, "SELECT 1/0", 0, NULL, &rc));
+    assert_int_equal(s_run(conn, "1"), -EIO);
+    PQclear(PQexec(conn, "ROLLBACK"));
+    assert_int_equal(s_run(conn, "1"), 2);
+    /* Prepared statements dropped behind its back: it says so once, then prepares again. */
+    PQclear(PQexec(conn, "DEALLOCATE ALL"));
+    assert_int_equal(s_run(conn, "1"), -EIO);
+    assert_int_equal(s_run(conn, "1"), 2);
+    PQfinish(conn);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_prepares_once_and_answers_as_before),
+        cmocka_unit_test(test_a_new_connection_starts_afresh),
+        cmocka_unit_test(test_a_statement_that_does_not_parse_says_why),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
