@@ -57,7 +57,7 @@ typedef struct sc__runner {
      * the journal takes the machine first, plugins catch up when it slackens. */
     int64_t last_batch_ms;
     bool holding;
-    int64_t head_checked_ms; /* when the journal's head was last read from the database */
+    int64_t head_checked_ms; /* when this runner last read the head; 0: not since it connected */
     sc__tev_t **took;        /* the events a batch took from the journal's tail */
     size_t took_cap;
     uint64_t sync_seq;
@@ -414,16 +414,23 @@ static void s_failed(sc__runner_t *r, int64_t event, int rc)
 
 /*
  * The journal's head as this daemon knows it moves with every commit of its own; once a
- * second (and after each connection) it is also read from the database, for what the
- * daemon did not journal itself.
+ * second (and after each connection of a runner) it is also read from the database, for
+ * what the daemon did not journal itself. One runner reads it for all: under load the
+ * read walks past the rows of the batch in flight, a millisecond or more each time.
  */
+static atomic_int_fast64_t s_head_checked_ms;
+
 static void s_refresh_head(sc__runner_t *r)
 {
     int64_t now_ms = sc__mono_ms();
-    if (r->head_checked_ms && now_ms - r->head_checked_ms < 1000)
+    int_fast64_t last = atomic_load(&s_head_checked_ms);
+    if (r->head_checked_ms && (now_ms - last < 1000 ||
+                               !atomic_compare_exchange_strong(&s_head_checked_ms, &last, now_ms)))
         return;
-    PGresult *res = PQexec(r->conn, "SELECT coalesce(max(id), 0) FROM core.events");
-    if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+    int rc;
+    PGresult *res =
+        sc_pq_exec(r->conn, "SELECT coalesce(max(id), 0) FROM core.events", 0, NULL, &rc);
+    if (res) {
         sc__stats_head(strtoll(PQgetvalue(res, 0, 0), NULL, 10));
         r->head_checked_ms = now_ms;
     }

@@ -29,8 +29,9 @@ static PGconn *s_connect(void)
 static int s_prepared(PGconn *conn, const char *sql)
 {
     const char *p[1] = {sql};
-    PGresult *res = PQexecParams(conn, "SELECT count(*) FROM pg_prepared_statements"
-                                       " WHERE statement = $1",
+    PGresult *res = PQexecParams(conn,
+                                 "SELECT count(*) FROM pg_prepared_statements"
+                                 " WHERE statement = $1",
                                  1, NULL, p, NULL, NULL, 0);
     assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
     int n = atoi(PQgetvalue(res, 0, 0));
