@@ -219,7 +219,7 @@ static void s_writer_load_districts(s_writer_t *w)
     PQclear(res);
 }
 
-/* After a batch is committed and handed on: what its school upserts taught. */
+/* After a batch is committed, before the next is sent: what its school upserts taught. */
 static void s_writer_learn(s_writer_t *w, s_chunk_t *batch)
 {
     for (s_chunk_t *c = batch; c; c = c->next) {
@@ -272,6 +272,15 @@ static void s_writer_lost(s_writer_t *w, const char *err)
     w->next_attempt_ms = 0;
 }
 
+/* A batch the journal refused or never got: a lost connection is dropped, the rest logged. */
+static void s_writer_failed(s_writer_t *w, int rc, const char *err)
+{
+    if (PQstatus(w->conn) != CONNECTION_OK || rc == -EAGAIN)
+        s_writer_lost(w, err);
+    else
+        sc__log(SC_LOG_ERR, "journal", "%s", err);
+}
+
 /*
  * Sends a batch to the journal without waiting for the answer. Returns 0, or < 0 when it
  * could not be sent: every item of it is then answered unavailable.
@@ -302,12 +311,8 @@ static int s_writer_send(s_writer_t *w, s_flight_t *f)
         }
     }
     int rc = w->conn ? sc__journal_send(w->conn, f->entries, n, err, sizeof err) : -EAGAIN;
-    if (rc < 0 && w->conn) {
-        if (PQstatus(w->conn) != CONNECTION_OK || rc == -EAGAIN)
-            s_writer_lost(w, err);
-        else
-            sc__log(SC_LOG_ERR, "journal", "%s", err);
-    }
+    if (rc < 0 && w->conn)
+        s_writer_failed(w, rc, err);
     return rc;
 }
 
@@ -344,12 +349,8 @@ static void s_writer_receive(s_writer_t *w, s_flight_t *f)
 {
     char err[1024];
     int rc = sc__journal_receive(w->conn, f->entries, f->n, err, sizeof err);
-    if (rc < 0) {
-        if (PQstatus(w->conn) != CONNECTION_OK || rc == -EAGAIN)
-            s_writer_lost(w, err);
-        else
-            sc__log(SC_LOG_ERR, "journal", "%s", err);
-    }
+    if (rc < 0)
+        s_writer_failed(w, rc, err);
     s_writer_results(w, f, rc);
 }
 

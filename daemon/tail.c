@@ -103,6 +103,12 @@ static sc__tev_t *s_tev_new(const sc__jentry_t *e)
     return t;
 }
 
+static void s_release_all(sc__tev_t **t, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        sc__tev_release(t[i]);
+}
+
 /* Starts the tail afresh at `from`, empty. */
 static void s_restart(int64_t from)
 {
@@ -128,32 +134,45 @@ void sc__tail_append(const sc__jentry_t *e, size_t n)
             first = e[i].event - (int64_t)i;
     if (!first)
         return; /* resends only: the run's numbers are not known; the next batch restarts */
-    int64_t last = first + (int64_t)n - 1;
+
+    /* Made before taking the lock, which the runners' takes wait on. Of a run longer than
+     * the tail only the newest rows would stay: the others are not made at all. */
+    size_t skip = n > s_tail.cap ? n - s_tail.cap : 0, k = n - skip;
+    sc__tev_t **made = malloc(k * sizeof *made);
+    for (size_t i = 0; made && i < k; i++) {
+        const sc__jentry_t *x = &e[skip + i];
+        if (!(made[i] = x->duplicate ? NULL : s_tev_new(x)) && !x->duplicate) {
+            k = i; /* out of memory: the run is left out, and the next batch restarts */
+            s_release_all(made, k);
+            free(made);
+            made = NULL;
+        }
+    }
+    if (!made)
+        return;
 
     pthread_mutex_lock(&s_tail.lock);
     if (first <= s_tail.hi) {
         /* Committed before what the tail holds, handed over after it (a runner's emitted
          * events may overtake the writer's batch): the database has it. */
         pthread_mutex_unlock(&s_tail.lock);
+        s_release_all(made, k);
+        free(made);
         return;
     }
-    if (first != s_tail.hi + 1)
-        s_restart(first);
-    for (size_t i = 0; i < n; i++) {
-        int64_t id = first + (int64_t)i;
-        sc__tev_t *t = e[i].duplicate ? NULL : s_tev_new(&e[i]);
-        if (!e[i].duplicate && !t) { /* out of memory: what the tail holds stays right */
-            s_restart(last + 1);
-            break;
-        }
+    int64_t from = first + (int64_t)skip;
+    if (from != s_tail.hi + 1)
+        s_restart(from);
+    for (size_t i = 0; i < k; i++) {
         if (s_tail.hi - s_tail.lo + 1 == (int64_t)s_tail.cap) {
             s_drop(s_tail.lo);
             s_tail.lo++;
         }
-        s_tail.slot[(size_t)id % s_tail.cap] = t;
-        s_tail.hi = id;
+        s_tail.hi = from + (int64_t)i;
+        s_tail.slot[(size_t)s_tail.hi % s_tail.cap] = made[i];
     }
     pthread_mutex_unlock(&s_tail.lock);
+    free(made);
 }
 
 int sc__tail_take(int64_t after, const char *const *prefixes, size_t max, size_t scan,

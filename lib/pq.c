@@ -177,8 +177,9 @@ PGresult *sc_pq_exec(PGconn *conn, const char *sql, int nparams, const char *con
         return res;
     }
     const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-    if (name && state && strcmp(state, "26000") == 0 && s_prep_get()) /* not prepared after all */
-        s_prep_forget(s_prep_get(), conn, 0);
+    s_prep_t *t;
+    if (name && state && strcmp(state, "26000") == 0 && (t = s_prep_get()))
+        s_prep_forget(t, conn, 0); /* not prepared there after all: forget the connection */
     if (rc)
         *rc = sc_pq_error(conn, res);
     PQclear(res);
