@@ -26,7 +26,8 @@ static const char *s_usage =
     "  --warmup S       unmeasured seconds before each step (default 1)\n"
     "  --clients K      DEALER clients, one thread each (default 4)\n"
     "  --windows LIST   closed loop: events in flight per client (default 1,64,256,1024)\n"
-    "  --open LIST      open loop: arrival rates in %% of the best closed-loop rate (25,50,80)\n"
+    "  --open LIST      open loop: arrival rates in %% of the best closed-loop rate (25,50,80;\n"
+    "                   none: no open-loop steps)\n"
     "  --catchup S      longest wait for the plugins after a step (default 60)\n"
     "  --tag CODE       prefix of event ids (default: random)\n";
 
@@ -821,7 +822,7 @@ static double s_stat(const json_t *stats, const char *key)
 
 static json_t *s_run_step(const s_opts_t *o, PGconn *db, const s_step_t *st, bool *pass)
 {
-    char source[64];
+    char source[64], tag[48];
     s_ctl_t ctl = {.endpoint = o->control};
     s_client_t *cs = calloc((size_t)st->clients, sizeof *cs);
     s_sampler_t smp = {.endpoint = o->control, .samples = json_array()};
@@ -832,6 +833,9 @@ static json_t *s_run_step(const s_opts_t *o, PGconn *db, const s_step_t *st, boo
     int64_t wal0, wal1;
 
     snprintf(source, sizeof source, "bench-%s-%s", o->tag, st->name);
+    /* The events' contents follow the tag and their number: without the step in it, every
+     * step would send the hazards, visits and absences of the step before again. */
+    snprintf(tag, sizeof tag, "%s-%s", o->tag, st->name);
     fprintf(stderr, "loadgen: step %-5s  %d clients, %s %d%s ...", st->name, st->clients,
             st->window ? "window" : "rate", st->window ? st->window : (int)st->rate,
             st->window ? "" : "/s");
@@ -844,7 +848,7 @@ static json_t *s_run_step(const s_opts_t *o, PGconn *db, const s_step_t *st, boo
         s_client_t *c = &cs[i];
         c->ingest = o->ingest;
         c->source = source;
-        c->tag = o->tag;
+        c->tag = tag;
         c->index = (unsigned)i;
         c->nclients = (unsigned)st->clients;
         c->window = st->window;
@@ -1028,8 +1032,10 @@ static int s_parse_opts(int argc, char **argv, s_opts_t *o)
             if ((o->nwindows = s_list(optarg, o->windows, S_MAX_LIST)) < 0)
                 return -EINVAL;
             break;
-        case 'O':
-            if ((o->nopen = s_list(optarg, o->open_pct, S_MAX_LIST)) < 0)
+        case 'O': /* "none": closed-loop steps only */
+            if (strcmp(optarg, "none") == 0)
+                o->nopen = 0;
+            else if ((o->nopen = s_list(optarg, o->open_pct, S_MAX_LIST)) < 0)
                 return -EINVAL;
             break;
         default:
