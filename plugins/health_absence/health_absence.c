@@ -407,54 +407,62 @@ static const struct ha_stmt s_stmts[] = {
      " absent = EXCLUDED.absent, symptomatic = EXCLUDED.symptomatic, note = EXCLUDED.note,"
      " event = EXCLUDED.event, recorded_at = EXCLUDED.recorded_at)," S_TOUCH " SELECT 1"},
     /*
-     * One pupil's absence on one day, merged with what is stored: members the event
-     * leaves out (NULL here) keep their stored values. $9 student, $10 class, $11 grade,
-     * $12 reason, $13 symptoms (JSON; NULL: keep the stored ones and their syndromes),
-     * $14 syndromes (JSON), $15 primary syndrome, $16 onset, $17 seen_doctor,
-     * $18 diagnosis, $19 disease, $20 note, $21 event, $22 occurred_at, $23 actor,
-     * $24 trace_cutoff.
+     * Pupils' absences, one a day each, merged with what is stored: members an event
+     * leaves out keep their stored values. $1 the absences as JSON rows (see s_row; no
+     * two of one pupil and day), $2 report_time, $3 school_days, $4 trace_cutoff. A row's
+     * symptoms (JSON; absent: keep the stored ones and their syndromes) come with their
+     * syndromes and primary syndrome.
      *
      * An illness or unknown absence without a diagnosis gets a tracing deadline: the
      * cut-off on the first school day on or after its date that is still ahead of the
      * report. A diagnosis marks it traced. A personal absence needs no tracing, unless it
      * was already found overdue. case_alerted takes the disease at once; the last column
-     * says whether health.case.suspected is still to be raised for it.
+     * says whether health.case.suspected is still to be raised for it. The schools (and
+     * districts) of the rows are known afterwards as S_TOUCH leaves them after each of
+     * the rows in turn. Rows come back in the order given.
      */
     {"ha_reported",
-     "WITH old AS (SELECT symptoms, syndromes, syndrome, onset, seen_doctor, diagnosis, disease,"
-     "   note, trace_due, traced_at, traced_by, untraced_at, case_alerted"
-     "   FROM health.absences WHERE school = $1::text AND student = $9::text AND date = $5::date"
-     "   FOR UPDATE),"
-     " m AS (SELECT o.trace_due, o.traced_at, o.traced_by, o.untraced_at, o.case_alerted,"
-     "   nullif(coalesce($18::text, o.diagnosis), '') AS diagnosis,"
-     "   lower(coalesce($19::text, o.disease)) AS disease,"
-     "   coalesce($16::date, o.onset) AS onset,"
-     "   coalesce($17::boolean, o.seen_doctor) AS seen_doctor,"
-     "   coalesce($20::text, o.note) AS note,"
-     "   CASE WHEN $13::json IS NULL THEN coalesce(o.symptoms, '{}')"
-     "        ELSE ARRAY(SELECT json_array_elements_text($13::json)) END AS symptoms,"
-     "   CASE WHEN $13::json IS NULL THEN coalesce(o.syndromes, '{}')"
-     "        ELSE ARRAY(SELECT json_array_elements_text($14::json)) END AS syndromes,"
-     "   CASE WHEN $13::json IS NULL THEN o.syndrome ELSE $15::text END AS syndrome"
-     "   FROM (VALUES (1)) one LEFT JOIN old o ON true),"
-     " v AS (SELECT m.*, $12::text <> 'personal' AND m.diagnosis IS NULL AS needs_trace,"
-     "   CASE WHEN m.diagnosis IS NOT NULL AND m.traced_at IS NULL THEN $22::timestamptz"
+     "WITH i AS (SELECT * FROM json_to_recordset($1::json) AS r(ord int, school text,"
+     "   district text, tz text, today date, date date, now timestamptz, student text,"
+     "   class text, grade text, reason text, symptoms json, syndromes json, syndrome text,"
+     "   onset date, seen_doctor boolean, diagnosis text, disease text, note text,"
+     "   event bigint, occurred_at timestamptz, actor text)),"
+     " old AS (SELECT i.ord, a.symptoms, a.syndromes, a.syndrome, a.onset, a.seen_doctor,"
+     "   a.diagnosis, a.disease, a.note, a.trace_due, a.traced_at, a.traced_by, a.untraced_at,"
+     "   a.case_alerted FROM i JOIN health.absences a ON a.school = i.school"
+     "   AND a.student = i.student AND a.date = i.date FOR UPDATE OF a),"
+     " m AS (SELECT i.ord, i.school, i.student, i.class, i.grade, i.date, i.reason, i.tz,"
+     "   i.event, i.occurred_at, i.actor,"
+     "   o.trace_due, o.traced_at, o.traced_by, o.untraced_at, o.case_alerted,"
+     "   nullif(coalesce(i.diagnosis, o.diagnosis), '') AS diagnosis,"
+     "   lower(coalesce(i.disease, o.disease)) AS disease,"
+     "   coalesce(i.onset, o.onset) AS onset,"
+     "   coalesce(i.seen_doctor, o.seen_doctor) AS seen_doctor,"
+     "   coalesce(i.note, o.note) AS note,"
+     "   CASE WHEN i.symptoms IS NULL THEN coalesce(o.symptoms, '{}')"
+     "        ELSE ARRAY(SELECT json_array_elements_text(i.symptoms)) END AS symptoms,"
+     "   CASE WHEN i.symptoms IS NULL THEN coalesce(o.syndromes, '{}')"
+     "        ELSE ARRAY(SELECT json_array_elements_text(i.syndromes)) END AS syndromes,"
+     "   CASE WHEN i.symptoms IS NULL THEN o.syndrome ELSE i.syndrome END AS syndrome"
+     "   FROM i LEFT JOIN old o ON o.ord = i.ord),"
+     " v AS (SELECT m.*, m.reason <> 'personal' AND m.diagnosis IS NULL AS needs_trace,"
+     "   CASE WHEN m.diagnosis IS NOT NULL AND m.traced_at IS NULL THEN m.occurred_at"
      "        ELSE m.traced_at END AS now_traced_at,"
-     "   CASE WHEN m.diagnosis IS NOT NULL AND m.traced_at IS NULL THEN $23::text"
+     "   CASE WHEN m.diagnosis IS NOT NULL AND m.traced_at IS NULL THEN m.actor"
      "        ELSE m.traced_by END AS now_traced_by"
      "   FROM m),"
      " saved AS (INSERT INTO health.absences AS a (school, student, class, grade, date, reason,"
      "   symptoms, syndromes, syndrome, onset, seen_doctor, diagnosis, disease, note,"
      "   reported_event, reported_at, updated_at, trace_due, traced_at, traced_by, case_alerted)"
-     "   SELECT $1::text, $9::text, $10::text, $11::text, $5::date, $12::text, v.symptoms,"
+     "   SELECT v.school, v.student, v.class, v.grade, v.date, v.reason, v.symptoms,"
      "   v.syndromes, v.syndrome, v.onset, v.seen_doctor, v.diagnosis, v.disease, v.note,"
-     "   $21::bigint, $22::timestamptz, $22::timestamptz,"
+     "   v.event, v.occurred_at, v.occurred_at,"
      "   CASE WHEN v.needs_trace AND v.trace_due IS NULL AND v.now_traced_at IS NULL"
-     "        THEN health.next_local($5::date, $24::time, $3::text, $7::int[], $22::timestamptz)"
+     "        THEN health.next_local(v.date, $4::time, v.tz, $3::int[], v.occurred_at)"
      "        WHEN NOT v.needs_trace AND v.now_traced_at IS NULL AND v.untraced_at IS NULL"
      "        THEN NULL ELSE v.trace_due END,"
      "   v.now_traced_at, v.now_traced_by, coalesce(v.disease, v.case_alerted)"
-     "   FROM v"
+     "   FROM v ORDER BY v.ord"
      "   ON CONFLICT (school, student, date) DO UPDATE SET class = EXCLUDED.class,"
      "   grade = EXCLUDED.grade, reason = EXCLUDED.reason, symptoms = EXCLUDED.symptoms,"
      "   syndromes = EXCLUDED.syndromes, syndrome = EXCLUDED.syndrome, onset = EXCLUDED.onset,"
@@ -462,9 +470,37 @@ static const struct ha_stmt s_stmts[] = {
      "   disease = EXCLUDED.disease, note = EXCLUDED.note, updated_at = EXCLUDED.updated_at,"
      "   trace_due = EXCLUDED.trace_due, traced_at = EXCLUDED.traced_at,"
      "   traced_by = EXCLUDED.traced_by, case_alerted = EXCLUDED.case_alerted"
-     "   RETURNING" S_CASE_COLUMNS ")," S_TOUCH
-     " SELECT saved.*, v.disease IS NOT NULL AND v.case_alerted IS DISTINCT FROM v.disease"
-     " FROM saved, v"},
+     "   RETURNING" S_CASE_COLUMNS ", a.school AS k_school, a.date AS k_date),"
+     /* S_TOUCH for all the rows at once: after them all, a school's zone is its last
+      * row's, its district the last one given, its history back to the earliest day; a
+      * school or district new to the plugin is registered as its first row would have. */
+     " ts AS (SELECT school, min(least(date, today)) AS lo,"
+     "   (array_agg(tz ORDER BY ord DESC))[1] AS tz,"
+     "   (array_agg(district ORDER BY ord DESC) FILTER (WHERE district IS NOT NULL))[1]"
+     "     AS district,"
+     "   (array_agg(tz ORDER BY ord))[1] AS first_tz,"
+     "   (array_agg(today ORDER BY ord))[1] AS first_today,"
+     "   (array_agg(now ORDER BY ord))[1] AS first_now"
+     "   FROM i GROUP BY school),"
+     " school_seen AS (UPDATE health.schools s SET history_from = least(s.history_from, ts.lo),"
+     "   timezone = ts.tz, district = coalesce(ts.district, s.district)"
+     "   FROM ts WHERE s.school = ts.school AND (s.history_from > ts.lo"
+     "   OR s.timezone <> ts.tz OR s.district IS DISTINCT FROM coalesce(ts.district, s.district))),"
+     " school_new AS (INSERT INTO health.schools (school, district, timezone, history_from,"
+     "   next_report_at) SELECT ts.school, ts.district, ts.tz, ts.lo,"
+     "   health.next_local(ts.first_today, $2::time, ts.first_tz, $3::int[], ts.first_now)"
+     "   FROM ts WHERE NOT EXISTS (SELECT 1 FROM health.schools s WHERE s.school = ts.school)),"
+     " district_new AS (INSERT INTO health.districts (district, timezone, next_report_at)"
+     "   SELECT DISTINCT ON (i.district) i.district, i.tz,"
+     "   health.next_local(i.today, $2::time, i.tz, $3::int[], i.now)"
+     "   FROM i WHERE i.district IS NOT NULL"
+     "   AND NOT EXISTS (SELECT 1 FROM health.districts d WHERE d.district = i.district)"
+     "   ORDER BY i.district, i.ord ON CONFLICT (district) DO NOTHING)"
+     " SELECT s.id, s.student, s.class, s.grade, s.date, s.reason, s.disease, s.diagnosis,"
+     "   s.symptoms, s.onset, s.seen_doctor, s.syndrome, s.syndromes,"
+     "   v.disease IS NOT NULL AND v.case_alerted IS DISTINCT FROM v.disease"
+     " FROM saved s JOIN v ON v.school = s.k_school AND v.student = s.student"
+     "   AND v.date = s.k_date ORDER BY v.ord"},
     /*
      * The cause of a registered absence. $1 school, $2 student, $3 date, $4 diagnosis,
      * $5 by, $6 occurred_at, $7 reason, $8 disease, $9 seen_doctor, $10 note. The second
@@ -522,6 +558,8 @@ static int s_today(sc_ctx_t *ctx, struct ha_state *st, const char *tz, char *tod
     return 0;
 }
 
+static int s_flush(sc_ctx_t *ctx, struct ha_state *st);
+
 /*
  * The part every health event shares: the school's zone and today's local
  * date, and the refusal of dates after today. Validators cannot read the
@@ -533,7 +571,8 @@ static int s_prologue(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *ev, 
 {
     int rc;
     if (!ev->school) {
-        rc = s_reject(ctx, ev, "health events must name a school");
+        if ((rc = s_flush(ctx, st)) == 0)
+            rc = s_reject(ctx, ev, "health events must name a school");
         return rc < 0 ? rc : 1;
     }
     ha_school_tz(ctx, ev->school, tz);
@@ -541,8 +580,9 @@ static int s_prologue(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *ev, 
         return rc;
     const char *date = sc_json_str(ev->data, "date");
     if (date && strcmp(date, today) > 0) {
-        rc = s_reject(ctx, ev, "data.date: %s is in the future (today is %s in %s)", date, today,
-                      tz);
+        if ((rc = s_flush(ctx, st)) == 0)
+            rc = s_reject(ctx, ev, "data.date: %s is in the future (today is %s in %s)", date,
+                          today, tz);
         return rc < 0 ? rc : 1;
     }
     return 0;
@@ -595,50 +635,92 @@ static void s_grade(sc_ctx_t *ctx, const char *school, const char *klass, char *
 }
 
 /*
- * Raises health.case.suspected for the absence a statement wrote (row 0 of res, columns
+ * Raises health.case.suspected for the absence a statement wrote (row r of res, columns
  * of enum s_col) when its disease has not been raised yet.
  */
-static int s_case_alert(sc_ctx_t *ctx, const sc_event_t *ev, const PGresult *res)
+static int s_case_alert(sc_ctx_t *ctx, const sc_event_t *ev, const PGresult *res, int r)
 {
-    if (PQgetvalue(res, 0, S_COL_ALERT)[0] != 't')
+    if (PQgetvalue(res, r, S_COL_ALERT)[0] != 't')
         return 0;
     char id[96];
-    snprintf(id, sizeof id, "case:%s:%s", PQgetvalue(res, 0, S_COL_ID),
-             PQgetvalue(res, 0, S_COL_DISEASE));
+    snprintf(id, sizeof id, "case:%s:%s", PQgetvalue(res, r, S_COL_ID),
+             PQgetvalue(res, r, S_COL_DISEASE));
     json_t *data = json_pack(
-        "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "student", PQgetvalue(res, 0, S_COL_STUDENT),
-        "class", PQgetvalue(res, 0, S_COL_CLASS), "date", PQgetvalue(res, 0, S_COL_DATE), "disease",
-        PQgetvalue(res, 0, S_COL_DISEASE), "diagnosis", sc_pq_value(res, 0, S_COL_DIAGNOSIS),
-        "symptoms", sc_pq_value(res, 0, S_COL_SYMPTOMS), "onset", sc_pq_value(res, 0, S_COL_ONSET),
-        "seen_doctor", sc_pq_value(res, 0, S_COL_SEEN));
+        "{s:s, s:s, s:s, s:s, s:o, s:o, s:o, s:o}", "student", PQgetvalue(res, r, S_COL_STUDENT),
+        "class", PQgetvalue(res, r, S_COL_CLASS), "date", PQgetvalue(res, r, S_COL_DATE), "disease",
+        PQgetvalue(res, r, S_COL_DISEASE), "diagnosis", sc_pq_value(res, r, S_COL_DIAGNOSIS),
+        "symptoms", sc_pq_value(res, r, S_COL_SYMPTOMS), "onset", sc_pq_value(res, r, S_COL_ONSET),
+        "seen_doctor", sc_pq_value(res, r, S_COL_SEEN));
     return ha_emit(ctx, "health.case.suspected", ev->school, ev->district, id, ev->occurred_at,
                    data);
 }
 
 /*
- * The case alert and the cluster rules for the absence a statement wrote (row 0 of res,
+ * The case alert and the cluster rules for the absence a statement wrote (row r of res,
  * columns of enum s_col), in that order.
  */
 static int s_after_write(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *ev,
-                         const PGresult *res, const char *tz)
+                         const PGresult *res, int r, const char *tz)
 {
-    int rc = s_case_alert(ctx, ev, res);
+    int rc = s_case_alert(ctx, ev, res, r);
     if (rc < 0)
         return rc;
-    struct ha_case c = {.personal = strcmp(PQgetvalue(res, 0, S_COL_REASON), "personal") == 0};
+    struct ha_case c = {.personal = strcmp(PQgetvalue(res, r, S_COL_REASON), "personal") == 0};
     if (c.personal)
         return 0;
-    snprintf(c.id, sizeof c.id, "%s", PQgetvalue(res, 0, S_COL_ID));
+    snprintf(c.id, sizeof c.id, "%s", PQgetvalue(res, r, S_COL_ID));
     snprintf(c.school, sizeof c.school, "%s", ev->school);
-    snprintf(c.klass, sizeof c.klass, "%s", PQgetvalue(res, 0, S_COL_CLASS));
-    snprintf(c.grade, sizeof c.grade, "%s", PQgetvalue(res, 0, S_COL_GRADE));
-    snprintf(c.date, sizeof c.date, "%s", PQgetvalue(res, 0, S_COL_DATE));
-    snprintf(c.syndrome, sizeof c.syndrome, "%s", PQgetvalue(res, 0, S_COL_SYNDROME));
-    snprintf(c.disease, sizeof c.disease, "%s", PQgetvalue(res, 0, S_COL_DISEASE));
-    if (!(c.syndromes = json_loads(PQgetvalue(res, 0, S_COL_SYNDROMES), 0, NULL)))
+    snprintf(c.klass, sizeof c.klass, "%s", PQgetvalue(res, r, S_COL_CLASS));
+    snprintf(c.grade, sizeof c.grade, "%s", PQgetvalue(res, r, S_COL_GRADE));
+    snprintf(c.date, sizeof c.date, "%s", PQgetvalue(res, r, S_COL_DATE));
+    snprintf(c.syndrome, sizeof c.syndrome, "%s", PQgetvalue(res, r, S_COL_SYNDROME));
+    snprintf(c.disease, sizeof c.disease, "%s", PQgetvalue(res, r, S_COL_DISEASE));
+    if (!(c.syndromes = json_loads(PQgetvalue(res, r, S_COL_SYNDROMES), 0, NULL)))
         return -ENOMEM;
     rc = ha_cluster_case(ctx, st, &c, tz, ev->district);
     json_decref(c.syndromes);
+    return rc;
+}
+
+/* Most absences a batch keeps waiting before it writes them. */
+#define S_PENDING_MAX 1024
+
+/*
+ * Writes the absences waiting in st->pending with one statement, then raises what
+ * each calls for, in the order they came. Returns 0 or -errno; nothing waits after.
+ */
+static int s_flush(sc_ctx_t *ctx, struct ha_state *st)
+{
+    size_t n = json_array_size(st->pending);
+    PGresult *res = NULL;
+    char *rows = NULL;
+    int rc = -ENOMEM;
+    if (n == 0)
+        return 0;
+    if (!(rows = json_dumps(st->pending, JSON_COMPACT)))
+        goto out;
+    const char *p[] = {rows, st->report_time, st->school_days, st->cutoff};
+    if (!(res = ha_run(ctx, "ha_reported", 4, p, &rc)))
+        goto out;
+    if ((size_t)PQntuples(res) != n) { /* a row always comes back: cannot happen */
+        SC_LOG_ERR(ctx, "ha_reported answered %d rows for %zu absences", PQntuples(res), n);
+        rc = -EIO;
+        goto out;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const json_t *row = json_array_get(st->pending, i);
+        const sc_event_t ev = {.id = sc_json_int(row, "event", 0),
+                               .type = "health.absence.reported",
+                               .school = sc_json_str(row, "school"),
+                               .district = sc_json_str(row, "district"),
+                               .occurred_at = sc_json_int(row, "at", 0)};
+        rc = s_after_write(ctx, st, &ev, res, (int)i, sc_json_str(row, "tz"));
+    }
+out:
+    free(rows);
+    PQclear(res);
+    json_array_clear(st->pending);
+    json_object_clear(st->pending_keys);
     return rc;
 }
 
@@ -653,14 +735,21 @@ static const char *s_given(const json_t *d, const char *key)
  * health.absence.reported: registers or updates one pupil's absence on one
  * day (see ha_reported for how it merges with what is stored and when it must
  * be traced), then raises what it calls for.
+ *
+ * A personal absence is no case of any cluster rule, so nothing another event
+ * reads depends on the moment it is written: it waits in st->pending and goes
+ * with the batch's other absences in one statement — before anything else of
+ * the batch is written or emitted (a rejection, another health event, the
+ * batch's end), so every event still finds what those before it left. Any
+ * other absence is written at once, with those waiting, and its cluster rules
+ * are counted before the next event. A second absence of the same pupil and
+ * day waits for the first to be written.
  */
 static int s_on_reported(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *ev)
 {
     char tz[HA_TZ_MAX], today[11], now_s[SC_TIME_LEN], when[SC_TIME_LEN], grade[HA_NAME_MAX],
-        evid[24];
-    PGresult *res = NULL;
-    json_t *sym_json = NULL, *syn_json = NULL;
-    char *sym_text = NULL, *syn_text = NULL;
+        key[3 * SC_CODE_MAX + 16];
+    json_t *sym_json = NULL, *syn_json = NULL, *row = NULL;
     const char *primary = NULL;
     int rc = s_prologue(ctx, st, ev, tz, today);
     if (rc != 0)
@@ -670,8 +759,8 @@ static int s_on_reported(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *e
     /* Symptoms the event gives replace the stored ones, each kept once, and so do their
      * syndromes; a null list clears them. Without the member the stored ones stay. */
     const json_t *symptoms = json_object_get(d, "symptoms");
+    rc = -ENOMEM;
     if (symptoms) {
-        rc = -ENOMEM;
         if (!(sym_json = json_array()) || !(syn_json = json_array()))
             goto out;
         size_t i;
@@ -688,47 +777,36 @@ static int s_on_reported(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *e
         size_t nsyn = ha_syndromes(sym_json, names, &primary);
         for (i = 0; i < nsyn; i++)
             json_array_append_new(syn_json, json_string(names[i]));
-        sym_text = json_dumps(sym_json, JSON_COMPACT);
-        syn_text = json_dumps(syn_json, JSON_COMPACT);
-        if (!sym_text || !syn_text)
-            goto out;
     }
-    const char *seen = json_object_get(d, "seen_doctor")
-                           ? (sc_json_bool(d, "seen_doctor", false) ? "true" : "false")
-                           : NULL;
+    json_t *seen = json_object_get(d, "seen_doctor")
+                       ? json_boolean(sc_json_bool(d, "seen_doctor", false))
+                       : NULL;
     s_grade(ctx, ev->school, sc_json_str(d, "class"), grade, sizeof grade);
-    snprintf(evid, sizeof evid, "%" PRId64, ev->id);
-    const char *p[] = {ev->school,
-                       ev->district,
-                       tz,
-                       today,
-                       sc_json_str(d, "date"),
-                       st->report_time,
-                       st->school_days,
-                       sc_time_format(sc_now(ctx), now_s),
-                       sc_json_str(d, "student"),
-                       sc_json_str(d, "class"),
-                       grade[0] ? grade : NULL,
-                       sc_json_str(d, "reason"),
-                       sym_text,
-                       syn_text,
-                       primary,
-                       s_given(d, "onset"),
-                       seen,
-                       s_given(d, "diagnosis"),
-                       s_given(d, "suspected_disease"),
-                       s_given(d, "note"),
-                       evid,
-                       sc_time_format(ev->occurred_at, when),
-                       ev->actor,
-                       st->cutoff};
-    if (!(res = ha_run(ctx, "ha_reported", 24, p, &rc)))
+    const char *student = sc_json_str(d, "student"), *date = sc_json_str(d, "date");
+    snprintf(key, sizeof key, "%s\x1f%s\x1f%s", ev->school, student, date);
+    if (json_object_get(st->pending_keys, key) && (rc = s_flush(ctx, st)) < 0)
         goto out;
-    rc = s_after_write(ctx, st, ev, res, tz);
+    rc = -ENOMEM;
+    row = json_pack("{s:I, s:s, s:s*, s:s, s:s, s:s, s:s, s:s, s:s, s:s*, s:s, s:O*, s:O*,"
+                    " s:s*, s:s*, s:o*, s:s*, s:s*, s:s*, s:I, s:s, s:I, s:s*}",
+                    "ord", (json_int_t)json_array_size(st->pending), "school", ev->school,
+                    "district", ev->district, "tz", tz, "today", today, "date", date, "now",
+                    sc_time_format(sc_now(ctx), now_s), "student", student, "class",
+                    sc_json_str(d, "class"), "grade", grade[0] ? grade : NULL, "reason",
+                    sc_json_str(d, "reason"), "symptoms", sym_json, "syndromes", syn_json,
+                    "syndrome", primary, "onset", s_given(d, "onset"), "seen_doctor", seen,
+                    "diagnosis", s_given(d, "diagnosis"), "disease",
+                    s_given(d, "suspected_disease"), "note", s_given(d, "note"), "event",
+                    (json_int_t)ev->id, "occurred_at", sc_time_format(ev->occurred_at, when), "at",
+                    (json_int_t)ev->occurred_at, "actor", ev->actor);
+    if (!row || json_array_append_new(st->pending, row) < 0 ||
+        json_object_set_new(st->pending_keys, key, json_true()) < 0)
+        goto out;
+    rc = 0;
+    if (strcmp(sc_json_str(d, "reason"), "personal") != 0 ||
+        json_array_size(st->pending) >= S_PENDING_MAX)
+        rc = s_flush(ctx, st);
 out:
-    free(sym_text);
-    free(syn_text);
-    PQclear(res);
     json_decref(sym_json);
     json_decref(syn_json);
     return rc;
@@ -765,7 +843,7 @@ static int s_on_traced(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *ev)
         rc = s_reject(ctx, ev, "no absence of %s on %s is registered", sc_json_str(d, "student"),
                       sc_json_str(d, "date"));
     else
-        rc = s_after_write(ctx, st, ev, res, tz);
+        rc = s_after_write(ctx, st, ev, res, 0, tz);
     PQclear(res);
     return rc;
 }
@@ -773,13 +851,26 @@ static int s_on_traced(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *ev)
 static int s_handle(sc_ctx_t *ctx, void *state, const sc_event_t *ev)
 {
     struct ha_state *st = state;
-    if (strcmp(ev->type, "health.morning_check") == 0)
-        return s_on_morning_check(ctx, st, ev);
     if (strcmp(ev->type, "health.absence.reported") == 0)
         return s_on_reported(ctx, st, ev);
-    if (strcmp(ev->type, "health.absence.traced") == 0)
-        return s_on_traced(ctx, st, ev);
-    return 0; /* our own emitted events, or a type a newer sender knows */
+    bool morning = strcmp(ev->type, "health.morning_check") == 0;
+    if (!morning && strcmp(ev->type, "health.absence.traced") != 0)
+        return 0;              /* our own emitted events, or a type a newer sender knows */
+    int rc = s_flush(ctx, st); /* the absences before it, written before it is handled */
+    if (rc < 0)
+        return rc;
+    return morning ? s_on_morning_check(ctx, st, ev) : s_on_traced(ctx, st, ev);
+}
+
+/* The batch's end: the absences still waiting are written, or dropped with the batch. */
+static int s_end_batch(sc_ctx_t *ctx, void *state, bool keep)
+{
+    struct ha_state *st = state;
+    if (keep)
+        return s_flush(ctx, st);
+    json_array_clear(st->pending);
+    json_object_clear(st->pending_keys);
+    return 0;
 }
 
 /* ---- tick ------------------------------------------------------------------ */
@@ -936,6 +1027,8 @@ static int s_init(sc_ctx_t *ctx, void **state)
         return -ENOMEM;
     *state = st;
     int rc;
+    if (!(st->pending = json_array()) || !(st->pending_keys = json_object()))
+        return -ENOMEM;
     if ((rc = s_configure(ctx, st)) < 0 || (rc = ha_prepare(ctx, s_stmts)) < 0 ||
         (rc = ha_prepare(ctx, ha_cluster_stmts)) < 0)
         return rc;
@@ -949,6 +1042,8 @@ static void s_fini(sc_ctx_t *ctx, void *state)
     if (!st)
         return;
     free(st->rules);
+    json_decref(st->pending);
+    json_decref(st->pending_keys);
     free(st);
 }
 
@@ -1038,6 +1133,7 @@ static const struct sc_plugin s_plugin = {
     .tick = s_tick,
     .query = s_query,
     .fini = s_fini,
+    .end_batch = s_end_batch,
 };
 
 SC_PLUGIN_DEFINE(s_plugin)

@@ -1015,6 +1015,121 @@ static void test_queries(void **state)
 
 /* ---- config ------------------------------------------------------------------------ */
 
+/* ---- a batch is handled as its events one by one ---------------------------------------- */
+
+/* Everything the plugin keeps, as text, for comparing two runs (new string). */
+static char *s_tables(fh_t *fh)
+{
+    return s_sql(fh,
+                 "SELECT concat_ws(E'\\n',"
+                 " (SELECT json_agg(a ORDER BY a.id)::text FROM health.absences a),"
+                 " (SELECT json_agg(s ORDER BY s.school)::text FROM health.schools s),"
+                 " (SELECT json_agg(d ORDER BY d.district)::text FROM health.districts d),"
+                 " (SELECT json_agg(m ORDER BY m.school, m.class)::text"
+                 "    FROM health.morning_checks m),"
+                 " (SELECT json_agg(c ORDER BY c.id)::text FROM health.clusters c),"
+                 " (SELECT json_agg(k ORDER BY k.cluster, k.absence)::text"
+                 "    FROM health.cluster_cases k))",
+                 NULL);
+}
+
+/*
+ * The daemon hands the plugin many events in one transaction, and personal absences wait
+ * to be written together: the tables and the events raised must be those of the same
+ * events handled one at a time, in the same order — a cluster counted by the absence that
+ * completes it, a pupil's second report of a day merged with the first, a rejection and
+ * the morning check and tracing in between.
+ */
+static void test_batch_as_one_by_one(void **state)
+{
+    static const char *const data[][2] = {
+        {"health.absence.reported",
+         "{\"student\":\"st-2\",\"class\":\"c-1a\",\"date\":\"2026-03-02\","
+         "\"reason\":\"illness\",\"symptoms\":[\"fever\",\"headache\"]}"},
+        {"health.absence.reported", "{\"student\":\"st-3\",\"class\":\"c-1a\","
+                                    "\"date\":\"2026-02-27\",\"reason\":\"personal\","
+                                    "\"suspected_disease\":\"influenza\",\"note\":\"away\"}"},
+        /* A rejection: st-3's case is raised before it. */
+        {"health.absence.reported", "{\"student\":\"st-5\",\"class\":\"c-1b\","
+                                    "\"date\":\"2026-03-09\",\"reason\":\"personal\"}"},
+        {"health.absence.reported",
+         "{\"student\":\"st-4\",\"class\":\"c-1a\",\"date\":\"2026-03-02\","
+         "\"reason\":\"illness\",\"symptoms\":[\"fever\"]}"},
+        /* st-1 waits, then turns illness: the third fever case of the class that day. */
+        {"health.absence.reported", "{\"student\":\"st-1\",\"class\":\"c-1a\","
+                                    "\"date\":\"2026-03-02\",\"reason\":\"personal\"}"},
+        {"health.absence.reported",
+         "{\"student\":\"st-1\",\"class\":\"c-1a\",\"date\":\"2026-03-02\","
+         "\"reason\":\"illness\",\"symptoms\":[\"fever\"],\"onset\":\"2026-03-01\"}"},
+        /* st-6 twice, both personal: the second waits for the first. */
+        {"health.absence.reported", "{\"student\":\"st-6\",\"class\":\"c-1b\","
+                                    "\"date\":\"2026-03-02\",\"reason\":\"personal\"}"},
+        {"health.absence.reported",
+         "{\"student\":\"st-6\",\"class\":\"c-1b\",\"date\":\"2026-03-02\","
+         "\"reason\":\"personal\",\"note\":\"family visit\",\"seen_doctor\":false}"},
+        {"health.absence.reported", "{\"student\":\"st-7\",\"class\":\"c-2a\","
+                                    "\"date\":\"2026-03-02\",\"reason\":\"personal\"}"},
+        {"health.morning_check",
+         "{\"date\":\"2026-03-02\",\"class\":\"c-1a\",\"present\":30,\"absent\":3}"},
+        {"health.absence.reported",
+         "{\"student\":\"st-8\",\"class\":\"c-1a\",\"date\":\"2026-03-02\","
+         "\"reason\":\"personal\",\"symptoms\":null,\"suspected_disease\":\"measles\"}"},
+        /* Tracing finds the absence still waiting before it. */
+        {"health.absence.traced", "{\"student\":\"st-8\",\"date\":\"2026-03-02\","
+                                  "\"diagnosis\":\"measles\",\"by\":\"doc-1\"}"},
+        {"health.absence.reported", "{\"student\":\"st-9\",\"class\":\"c-1a\","
+                                    "\"date\":\"2026-03-02\",\"reason\":\"personal\"}"},
+    };
+    char envs[N(data)][1024];
+    const char *p[N(data)];
+    for (size_t i = 0; i < N(data); i++) {
+        snprintf(envs[i], sizeof envs[i],
+                 "{\"type\":\"%s\",\"school\":\"%s\",\"district\":\"d-1\",\"source\":\"test\","
+                 "\"id\":\"e-%zu\",\"actor\":\"doc-1\",\"data\":%s}",
+                 data[i][0], i == 8 ? "sch-2" : "sch-1", i, data[i][1]);
+        p[i] = envs[i];
+    }
+    (void)state;
+
+    fh_t *fh = s_new(NULL, "2026-03-02T09:00:00+08:00");
+    for (size_t i = 0; i < N(data); i++)
+        assert_int_equal(fh_handle(fh, p[i]), 0);
+    json_t *raised_one = fh_take_emitted(fh);
+    char *tables_one = s_tables(fh);
+    fh_destroy(&fh);
+
+    fh = s_new(NULL, "2026-03-02T09:00:00+08:00");
+    assert_int_equal(fh_handle_batch(fh, p, N(data), true), 0);
+    json_t *raised_batch = fh_take_emitted(fh);
+    char *tables_batch = s_tables(fh);
+    fh_destroy(&fh);
+
+    /* Not an empty comparison: the cluster, the case, the rejection are all there. */
+    assert_int_equal(fh_count(raised_one, "health.cluster.suspected"), 1);
+    assert_int_equal(fh_count(raised_one, "health.case.suspected"), 2);
+    assert_int_equal(fh_count(raised_one, "health.rejected"), 1);
+    assert_non_null(strstr(tables_one, "\"student\":\"st-8\""));
+    assert_non_null(strstr(tables_one, "\"note\":\"family visit\""));
+    char *a = json_dumps(raised_one, JSON_COMPACT | JSON_SORT_KEYS);
+    char *b = json_dumps(raised_batch, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_string_equal(a, b);
+    assert_string_equal(tables_one, tables_batch);
+    free(a);
+    free(b);
+    free(tables_one);
+    free(tables_batch);
+    json_decref(raised_one);
+    json_decref(raised_batch);
+
+    /* A batch rolled back leaves nothing waiting for the next. */
+    fh = s_new(NULL, "2026-03-02T09:00:00+08:00");
+    assert_int_equal(fh_handle_batch(fh, p, 1, false), -ECANCELED);
+    assert_int_equal(fh_handle_batch(fh, p + 6, 1, true), 0);
+    s_assert_sql(fh, "SELECT string_agg(student, ',' ORDER BY student) FROM health.absences", NULL,
+                 "st-6");
+    fh_destroy(&fh);
+}
+
 static void test_config_refused(void **state)
 {
     (void)state;
@@ -1051,6 +1166,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_validation_fixture, s_teardown),
+        cmocka_unit_test(test_batch_as_one_by_one),
         cmocka_unit_test_teardown(test_types, s_teardown),
         cmocka_unit_test_teardown(test_syndromes_stored, s_teardown),
         cmocka_unit_test_teardown(test_future_dates_rejected, s_teardown),
