@@ -25,6 +25,7 @@ enum {
 /* One event being applied. */
 typedef struct s_op {
     sc_ctx_t *ctx;
+    ht_state_t *st;
     const ht_config_t *cfg;
     const sc_event_t *ev;
     const char *code;     /* data.hazard (borrowed from the event) */
@@ -418,56 +419,64 @@ static char *s_timezone(s_op_t *op)
 }
 
 /*
- * A report in one round trip: the deadline given (dates read as the end of
- * that day in the school's zone) or else the risk's default; and, unless the
- * deadline given lies before the event, the hazard with its "reported"
- * history row. The primary key's own check (ON CONFLICT) finds a code already
- * taken, so no look-up of ours precedes the insert. Returns one row (R_*); when
- * nothing was inserted, s_rereport_stmt tells a taken code from a past deadline.
+ * Reports, one statement for many: for each, the deadline given (dates read as
+ * the end of that day in the school's zone) or else the risk's default; and,
+ * unless the deadline given lies before the event, the hazard with its
+ * "reported" history row. The primary key's own check (ON CONFLICT) finds a
+ * code already taken, so no look-up of ours precedes the insert. Returns a row
+ * (R_*) per report, in the order given; when nothing was inserted,
+ * s_rereport_stmt tells a taken code from a past deadline.
  *
- * $1 school, $2 hazard, $3 district, $4 time zone, $5 title, $6 description,
- * $7 location, $8 category, $9 risk, $10 reporter, $11 found_at, $12 the
- * event's occurred_at, $13 origin, $14 attachments, $15 event, $16 data;
- * data.deadline as $17 time or $18 date, data.time_limit as $19 time or $20
- * date; $21 default days, $22 now; $23-$27 the 五落实 texts (K_*); $28 the
- * history data but its deadline.
+ * $1 the reports as JSON rows (see s_reported; no two of one school and code),
+ * each with: the school, hazard, district, time zone; title, description,
+ * location, category, risk, reporter, found_at; `at` the event's occurred_at;
+ * origin, attachments, the event and its data; data.deadline as deadline_time
+ * or deadline_date, data.time_limit as limit_time or limit_date; the default
+ * days; now; the 五落实 texts (K_*); `hist` the history data but its deadline.
  */
 static const s_stmt_t s_report_stmt = {
     "ht_report",
-    "WITH given AS ("
-    "  SELECT coalesce(d, t) AS deadline, coalesce(t, d) AS time_limit"
-    "    FROM (SELECT coalesce($17::timestamptz, (($18::date + 1)::timestamp"
-    "                          AT TIME ZONE $4::text) - interval '1 second') AS d,"
-    "                 coalesce($19::timestamptz, (($20::date + 1)::timestamp"
-    "                          AT TIME ZONE $4::text) - interval '1 second') AS t) x),"
+    "WITH i AS (SELECT * FROM json_to_recordset($1::json) AS r(ord int, school text,"
+    "   hazard text, district text, tz text, title text, description text, location text,"
+    "   category text, risk text, reporter text, found_at timestamptz, at timestamptz,"
+    "   origin jsonb, attachments jsonb, event bigint, data jsonb, deadline_time timestamptz,"
+    "   deadline_date date, limit_time timestamptz, limit_date date, days int,"
+    "   now timestamptz, measures text, responsible text, funds text, emergency_plan text,"
+    "   interim_measures text, hist jsonb)),"
+    " given AS ("
+    "  SELECT i.ord, coalesce(x.d, x.t) AS deadline, coalesce(x.t, x.d) AS time_limit"
+    "    FROM i, LATERAL (SELECT coalesce(i.deadline_time, ((i.deadline_date + 1)::timestamp"
+    "                       AT TIME ZONE i.tz) - interval '1 second') AS d,"
+    "                     coalesce(i.limit_time, ((i.limit_date + 1)::timestamp"
+    "                       AT TIME ZONE i.tz) - interval '1 second') AS t) x),"
     " fresh AS ("
-    "  SELECT coalesce(deadline, ((($12::timestamptz AT TIME ZONE $4::text)::date + $21::int + 1)"
-    "                             ::timestamp AT TIME ZONE $4::text) - interval '1 second')"
-    "           AS deadline,"
-    "         deadline IS NOT NULL AS given, time_limit"
-    "    FROM given WHERE NOT coalesce(deadline < $12::timestamptz, false)),"
+    "  SELECT i.*, coalesce(g.deadline, ((((i.at AT TIME ZONE i.tz)::date + i.days + 1)"
+    "                       ::timestamp AT TIME ZONE i.tz) - interval '1 second'))"
+    "           AS f_deadline,"
+    "         g.deadline IS NOT NULL AS f_given, g.time_limit AS f_time_limit"
+    "    FROM i JOIN given g ON g.ord = i.ord WHERE NOT coalesce(g.deadline < i.at, false)),"
     " ins AS ("
     "  INSERT INTO hazard.hazards AS h (school, hazard, district, timezone, title, description,"
     "    location, category, risk, reporter, found_at, reported_at, origin, attachments,"
     "    report_event, report_data, state, deadline, deadline_given, c_time_limit, c_measures,"
     "    c_responsible, c_funds, c_emergency_plan, interim_measures, updated_at)"
-    "  SELECT $1::text, $2::text, $3::text, $4::text, $5::text, $6::text, $7::text, $8::text,"
-    "         $9::text, $10::text, $11::timestamptz, $12::timestamptz, $13::jsonb, $14::jsonb,"
-    "         $15::bigint, $16::jsonb, 'reported', deadline, given, time_limit, $23::text,"
-    "         $24::text, $25::text, $26::text, $27::text, $22::timestamptz"
-    "    FROM fresh"
+    "  SELECT f.school, f.hazard, f.district, f.tz, f.title, f.description, f.location,"
+    "         f.category, f.risk, f.reporter, f.found_at, f.at, f.origin, f.attachments,"
+    "         f.event, f.data, 'reported', f.f_deadline, f.f_given, f.f_time_limit, f.measures,"
+    "         f.responsible, f.funds, f.emergency_plan, f.interim_measures, f.now"
+    "    FROM fresh f ORDER BY f.ord"
     "  ON CONFLICT (school, hazard) DO NOTHING"
-    "  RETURNING h.deadline, hazard.missing(h) AS missing, h.district, h.interim_measures),"
+    "  RETURNING h.school, h.hazard, h.deadline, hazard.missing(h) AS missing, h.district,"
+    "            h.interim_measures),"
     " hist AS ("
     "  INSERT INTO hazard.history (school, hazard, at, recorded_at, event, action, state_from,"
     "    state_to, actor, round, data)"
-    "  SELECT $1::text, $2::text, $12::timestamptz, $22::timestamptz, $15::bigint, 'reported',"
-    "         NULL, 'reported', $10::text, 1,"
-    "         $28::jsonb || jsonb_build_object('deadline', hazard.rfc3339(deadline))"
-    "    FROM ins)"
-    " SELECT (SELECT deadline FROM given), ins.deadline, ins.missing, ins.district,"
-    "        ins.interim_measures"
-    "   FROM (SELECT 1) one LEFT JOIN ins ON true"};
+    "  SELECT f.school, f.hazard, f.at, f.now, f.event, 'reported', NULL, 'reported',"
+    "         f.reporter, 1, f.hist || jsonb_build_object('deadline', hazard.rfc3339(n.deadline))"
+    "    FROM ins n JOIN fresh f ON f.school = n.school AND f.hazard = n.hazard ORDER BY f.ord)"
+    " SELECT g.deadline, n.deadline, n.missing, n.district, n.interim_measures"
+    "   FROM i JOIN given g ON g.ord = i.ord"
+    "   LEFT JOIN ins n ON n.school = i.school AND n.hazard = i.hazard ORDER BY i.ord"};
 
 /* Columns of the row s_report_stmt returns. */
 enum {
@@ -513,23 +522,23 @@ static int s_deadline_param(const char *text, char buf[SC_TIME_LEN], const char 
 
 /*
  * Tells the district at once about a major hazard (hazard.major.reported);
- * its missing 五落实, district and interim measures are those of `res`, the
- * answer of s_report_stmt.
+ * its missing 五落实, district and interim measures are those of row r of
+ * `res`, the answer of s_report_stmt.
  */
 static int s_emit_major(s_op_t *op, const char *reporter, sc_time_t found_at, sc_time_t deadline,
-                        const json_t *origin, const PGresult *res)
+                        const json_t *origin, const PGresult *res, int r)
 {
     char id[200], found_s[SC_TIME_LEN], deadline_s[SC_TIME_LEN];
     int rc;
     const json_t *d = op->ev->data;
-    const char *district = PQgetisnull(res, 0, R_DISTRICT) ? NULL : PQgetvalue(res, 0, R_DISTRICT);
+    const char *district = PQgetisnull(res, r, R_DISTRICT) ? NULL : PQgetvalue(res, r, R_DISTRICT);
     json_t *data = json_pack(
         "{s:s, s:s, s:s, s:s, s:s?, s:s?, s:s?, s:s?, s:s, s:s, s:o, s:O, s:o}", "hazard", op->code,
         "title", sc_json_str(d, "title"), "risk", "major", "school", op->ev->school, "district",
         district, "location", sc_json_str(d, "location"), "category", sc_json_str(d, "category"),
         "reporter", reporter, "found_at", sc_time_format(found_at, found_s), "deadline",
-        sc_time_format(deadline, deadline_s), "missing", sc_pq_value(res, 0, R_MISSING), "origin",
-        origin, "interim_measures", sc_pq_value(res, 0, R_INTERIM));
+        sc_time_format(deadline, deadline_s), "missing", sc_pq_value(res, r, R_MISSING), "origin",
+        origin, "interim_measures", sc_pq_value(res, r, R_INTERIM));
     if (!data)
         return -ENOMEM;
     if (!sc_json_str(data, "category"))
@@ -546,9 +555,114 @@ static int s_emit_major(s_op_t *op, const char *reporter, sc_time_t found_at, sc
 }
 
 /*
+ * What a report calls for once row r of `res` (s_report_stmt) says what became
+ * of it: a major hazard is told to the district; nothing written means a taken
+ * code (a resend is a no-op, anything else refused) or a deadline already past.
+ * `row` is the report as s_reported left it waiting.
+ */
+static int s_report_done(s_op_t *op, const PGresult *res, int r, const json_t *row)
+{
+    const char *risk = sc_json_str(row, "risk");
+    int rc;
+    if (!PQgetisnull(res, r, R_DEADLINE)) {
+        if (strcmp(risk, "major") != 0 || !op->cfg->report_major_to_district)
+            return 0;
+        return s_emit_major(op, sc_json_str(row, "reporter"), sc_json_int(row, "found_us", 0),
+                            sc_pq_time(res, r, R_DEADLINE, 0), json_object_get(row, "origin"), res,
+                            r);
+    }
+    /* Nothing written: a taken code (answered first, whatever the deadline), or a past one. */
+    char *data_s = json_dumps(json_object_get(row, "data"), JSON_COMPACT);
+    char *origin_s = json_dumps(json_object_get(row, "origin"), JSON_COMPACT);
+    PGresult *again = NULL;
+    const char *q[] = {op->ev->school, op->code, data_s, origin_s};
+    if (!data_s || !origin_s)
+        rc = -ENOMEM;
+    else if (!(again = s_exec(op->ctx, &s_rereport_stmt, 4, q, &rc)))
+        ;
+    else if (PQntuples(again) == 0)
+        rc = s_reject_past(op, sc_pq_time(res, r, R_GIVEN, 0));
+    else if (PQgetvalue(again, 0, 0)[0] == 't')
+        SC_LOG_INFO(op->ctx, "event %" PRId64 ": hazard %s at %s reported again: no change",
+                    op->ev->id, op->code, op->ev->school);
+    else
+        rc = s_reject(op, "duplicate",
+                      "hazard %s is already in the ledger of school %s with a different report",
+                      op->code, op->ev->school);
+    PQclear(again);
+    free(data_s);
+    free(origin_s);
+    return rc;
+}
+
+/*
+ * Writes the reports waiting in st->pending with one statement, then does what
+ * each calls for (s_report_done), in the order they came. Returns 0 or -errno;
+ * nothing waits after.
+ */
+static int s_flush(sc_ctx_t *ctx, ht_state_t *st)
+{
+    size_t n = json_array_size(st->pending);
+    PGresult *res = NULL;
+    char *rows = NULL;
+    int rc = -ENOMEM;
+    if (n == 0)
+        return 0;
+    if (!(rows = json_dumps(st->pending, JSON_COMPACT)))
+        goto out;
+    const char *p[] = {rows};
+    if (!(res = s_exec(ctx, &s_report_stmt, 1, p, &rc)))
+        goto out;
+    if ((size_t)PQntuples(res) != n) { /* a row always comes back: cannot happen */
+        SC_LOG_ERR(ctx, "ht_report answered %d rows for %zu reports", PQntuples(res), n);
+        rc = -EIO;
+        goto out;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        const json_t *row = json_array_get(st->pending, i);
+        const sc_event_t ev = {.id = sc_json_int(row, "event", 0),
+                               .type = "hazard.reported",
+                               .school = sc_json_str(row, "school"),
+                               .district = sc_json_str(row, "district"),
+                               .occurred_at = sc_json_int(row, "at_us", 0),
+                               .data = json_object_get(row, "data")};
+        s_op_t op = {
+            .ctx = ctx, .st = st, .cfg = &st->cfg, .ev = &ev, .code = sc_json_str(row, "hazard")};
+        sc_time_format(ev.occurred_at, op.at);
+        snprintf(op.now, sizeof op.now, "%s", sc_json_str(row, "now"));
+        snprintf(op.evid, sizeof op.evid, "%" PRId64, ev.id);
+        rc = s_report_done(&op, res, (int)i, row);
+    }
+out:
+    free(rows);
+    PQclear(res);
+    json_array_clear(st->pending);
+    json_object_clear(st->pending_keys);
+    return rc;
+}
+
+int ht__end_batch(sc_ctx_t *ctx, ht_state_t *st, bool keep)
+{
+    if (keep)
+        return s_flush(ctx, st);
+    json_array_clear(st->pending);
+    json_object_clear(st->pending_keys);
+    return 0;
+}
+
+/* Most reports a batch keeps waiting before it writes them. */
+#define S_PENDING_MAX 1024
+
+/*
  * hazard.reported: a new hazard enters the ledger with its deadline. A report
  * already in the ledger under this code is a no-op when it is a resend (see
  * s_rereport_stmt); anything else under a taken code is refused.
+ *
+ * Reports come by the hundred in a batch, and a statement's round trip costs
+ * more than the work of one: a report waits in st->pending and the batch's
+ * reports are written together (s_flush) — before any other hazard event of
+ * the batch is applied or anything is rejected, and before a second report of
+ * the same code, so every event still finds what those before it left.
  */
 static int s_reported(s_op_t *op)
 {
@@ -561,11 +675,12 @@ static int s_reported(s_op_t *op)
     const char *deadline_time, *deadline_date, *limit_time, *limit_date;
     const json_t *attachments = json_object_get(d, "attachments");
     json_t *origin = ht__origin_normal(json_object_get(d, "origin"));
-    json_t *hist = NULL;
-    PGresult *res = NULL, *again = NULL;
+    json_t *hist = NULL, *row = NULL;
     char *c[K_COUNT] = {NULL};
-    char *tz = NULL, *origin_s = NULL, *attach_s = NULL, *data_s = NULL, *hist_s = NULL;
-    char found_s[SC_TIME_LEN], deadline_s[SC_TIME_LEN], limit_s[SC_TIME_LEN], days_s[16];
+    char *tz = NULL;
+    char found_s[SC_TIME_LEN], deadline_s[SC_TIME_LEN], limit_s[SC_TIME_LEN],
+        key[2 * SC_CODE_MAX + 8];
+    ht_state_t *st = op->st;
     bool any;
     int rc = -ENOMEM;
 
@@ -587,74 +702,35 @@ static int s_reported(s_op_t *op)
                         sc_json_str(d, "location"), "origin", origin, "deadline_given", given)) ||
         s_commitments_read(op, c, hist, &any) < 0)
         goto out;
-    origin_s = json_dumps(origin, JSON_COMPACT);
-    attach_s = attachments ? json_dumps(attachments, JSON_COMPACT) : strdup("[]");
-    data_s = json_dumps(d, JSON_COMPACT);
-    hist_s = json_dumps(hist, JSON_COMPACT);
-    if (!origin_s || !attach_s || !data_s || !hist_s)
+    snprintf(key, sizeof key, "%s\x1f%s", op->ev->school, op->code);
+    if (json_object_get(st->pending_keys, key) && (rc = s_flush(op->ctx, st)) < 0)
         goto out;
-    snprintf(days_s, sizeof days_s, "%d", s_default_days(op, risk));
-    const char *p[] = {op->ev->school,
-                       op->code,
-                       op->ev->district,
-                       tz,
-                       sc_json_str(d, "title"),
-                       sc_json_str(d, "description"),
-                       sc_json_str(d, "location"),
-                       category ? category : "other",
-                       risk,
-                       reporter,
-                       sc_time_format(found_at, found_s),
-                       op->at,
-                       origin_s,
-                       attach_s,
-                       op->evid,
-                       data_s,
-                       deadline_time,
-                       deadline_date,
-                       limit_time,
-                       limit_date,
-                       days_s,
-                       op->now,
-                       c[K_MEASURES],
-                       c[K_RESPONSIBLE],
-                       c[K_FUNDS],
-                       c[K_EMERGENCY_PLAN],
-                       c[K_INTERIM_MEASURES],
-                       hist_s};
-    if (!(res = s_exec(op->ctx, &s_report_stmt, 28, p, &rc)))
+    rc = -ENOMEM;
+    row = json_pack(
+        "{s:I, s:s, s:s, s:s*, s:s, s:s, s:s*, s:s*, s:s, s:s, s:s*, s:s, s:s,"
+        " s:O, s:o, s:I, s:o, s:s*, s:s*, s:s*, s:s*, s:i, s:s, s:s*, s:s*, s:s*,"
+        " s:s*, s:s*, s:O, s:I, s:I}",
+        "ord", (json_int_t)json_array_size(st->pending), "school", op->ev->school, "hazard",
+        op->code, "district", op->ev->district, "tz", tz, "title", sc_json_str(d, "title"),
+        "description", sc_json_str(d, "description"), "location", sc_json_str(d, "location"),
+        "category", category ? category : "other", "risk", risk, "reporter", reporter, "found_at",
+        sc_time_format(found_at, found_s), "at", op->at, "origin", origin, "attachments",
+        attachments ? json_deep_copy(attachments) : json_array(), "event", (json_int_t)op->ev->id,
+        "data", json_deep_copy(d), "deadline_time", deadline_time, "deadline_date", deadline_date,
+        "limit_time", limit_time, "limit_date", limit_date, "days", s_default_days(op, risk), "now",
+        op->now, "measures", c[K_MEASURES], "responsible", c[K_RESPONSIBLE], "funds", c[K_FUNDS],
+        "emergency_plan", c[K_EMERGENCY_PLAN], "interim_measures", c[K_INTERIM_MEASURES], "hist",
+        hist, "found_us", (json_int_t)found_at, "at_us", (json_int_t)op->ev->occurred_at);
+    if (!row || json_array_append_new(st->pending, row) < 0 ||
+        json_object_set_new(st->pending_keys, key, json_true()) < 0)
         goto out;
-    if (!PQgetisnull(res, 0, R_DEADLINE)) {
-        if (strcmp(risk, "major") == 0 && op->cfg->report_major_to_district)
-            rc = s_emit_major(op, reporter, found_at, sc_pq_time(res, 0, R_DEADLINE, 0), origin,
-                              res);
-        goto out;
-    }
-    /* Nothing written: a taken code (answered first, whatever the deadline), or a past one. */
-    const char *q[] = {op->ev->school, op->code, data_s, origin_s};
-    if (!(again = s_exec(op->ctx, &s_rereport_stmt, 4, q, &rc)))
-        goto out;
-    if (PQntuples(again) == 0)
-        rc = s_reject_past(op, sc_pq_time(res, 0, R_GIVEN, 0));
-    else if (PQgetvalue(again, 0, 0)[0] == 't')
-        SC_LOG_INFO(op->ctx, "event %" PRId64 ": hazard %s at %s reported again: no change",
-                    op->ev->id, op->code, op->ev->school);
-    else
-        rc = s_reject(op, "duplicate",
-                      "hazard %s is already in the ledger of school %s with a different report",
-                      op->code, op->ev->school);
+    rc = json_array_size(st->pending) >= S_PENDING_MAX ? s_flush(op->ctx, st) : 0;
 out:
     for (size_t i = 0; i < K_COUNT; i++)
         free(c[i]);
-    PQclear(res);
-    PQclear(again);
     json_decref(origin);
     json_decref(hist);
     free(tz);
-    free(origin_s);
-    free(attach_s);
-    free(data_s);
-    free(hist_s);
     return rc;
 }
 
@@ -990,9 +1066,10 @@ int ht__prepare(sc_ctx_t *ctx)
     return rc;
 }
 
-int ht__handle(sc_ctx_t *ctx, const ht_config_t *cfg, const sc_event_t *ev)
+int ht__handle(sc_ctx_t *ctx, ht_state_t *st, const sc_event_t *ev)
 {
-    s_op_t op = {.ctx = ctx, .cfg = cfg, .ev = ev, .code = sc_json_str(ev->data, "hazard")};
+    s_op_t op = {
+        .ctx = ctx, .st = st, .cfg = &st->cfg, .ev = ev, .code = sc_json_str(ev->data, "hazard")};
     int (*apply)(s_op_t *) = NULL;
     sc_validate_fn validate = NULL;
     bool load = false;
@@ -1010,10 +1087,14 @@ int ht__handle(sc_ctx_t *ctx, const ht_config_t *cfg, const sc_event_t *ev)
     sc_time_format(ev->occurred_at, op.at);
     sc_time_format(sc_now(ctx), op.now);
     snprintf(op.evid, sizeof op.evid, "%" PRId64, ev->id);
+    /* Ingest checked it already; checked again so nothing unchecked ever reaches the ledger. */
+    bool valid = ev->school && validate(ev, detail, sizeof detail) == 0;
+    /* The reports waiting are written before anything else is applied or rejected. */
+    if ((apply != s_reported || !valid) && (rc = s_flush(ctx, st)) < 0)
+        return rc;
     if (!ev->school)
         return s_reject(&op, "no_school", "%s needs a school", ev->type);
-    /* Ingest checked it already; checked again so nothing unchecked ever reaches the ledger. */
-    if (validate(ev, detail, sizeof detail) < 0)
+    if (!valid)
         return s_reject(&op, "invalid", "%s", detail);
     if (load && (rc = s_load(&op)) < 0)
         return rc;

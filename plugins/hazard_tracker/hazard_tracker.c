@@ -45,8 +45,12 @@ static const struct sc_config_key s_config_keys[] = {
 static int s_init(sc_ctx_t *ctx, void **state)
 {
     const json_t *c = sc_config(ctx);
-    ht_config_t *cfg = calloc(1, sizeof *cfg);
-    if (!cfg)
+    ht_state_t *st = calloc(1, sizeof *st);
+    if (!st)
+        return -ENOMEM;
+    *state = st;
+    ht_config_t *cfg = &st->cfg;
+    if (!(st->pending = json_array()) || !(st->pending_keys = json_object()))
         return -ENOMEM;
     cfg->deadline_days_general = (int)sc_json_int(c, "deadline_days_general", 7);
     cfg->deadline_days_major = (int)sc_json_int(c, "deadline_days_major", 30);
@@ -55,7 +59,6 @@ static int s_init(sc_ctx_t *ctx, void **state)
     cfg->require_commitments = sc_json_bool(c, "require_commitments", true);
     cfg->report_major_to_district = sc_json_bool(c, "report_major_to_district", true);
     cfg->overdue_major_to_district = sc_json_bool(c, "overdue_major_to_district", true);
-    *state = cfg;
     if (cfg->deadline_days_general < 0 || cfg->deadline_days_general > 3650 ||
         cfg->deadline_days_major < 0 || cfg->deadline_days_major > 3650) {
         SC_LOG_ERR(ctx, "deadline_days_general, deadline_days_major: must be between 0 and 3650");
@@ -73,20 +76,30 @@ static int s_handle(sc_ctx_t *ctx, void *state, const sc_event_t *ev)
     return ht__handle(ctx, state, ev);
 }
 
+static int s_end_batch(sc_ctx_t *ctx, void *state, bool keep)
+{
+    return ht__end_batch(ctx, state, keep);
+}
+
 static int s_tick(sc_ctx_t *ctx, void *state, sc_time_t now, sc_time_t *next)
 {
-    return ht__tick(ctx, state, now, next);
+    return ht__tick(ctx, &((ht_state_t *)state)->cfg, now, next);
 }
 
 static int s_query(sc_ctx_t *ctx, void *state, const json_t *req, json_t **reply)
 {
-    return ht__query(ctx, state, req, reply);
+    return ht__query(ctx, &((ht_state_t *)state)->cfg, req, reply);
 }
 
 static void s_fini(sc_ctx_t *ctx, void *state)
 {
     (void)ctx;
-    free(state);
+    ht_state_t *st = state;
+    if (!st)
+        return;
+    json_decref(st->pending);
+    json_decref(st->pending_keys);
+    free(st);
 }
 
 static const struct sc_plugin s_plugin = {
@@ -105,6 +118,7 @@ static const struct sc_plugin s_plugin = {
     .tick = s_tick,
     .query = s_query,
     .fini = s_fini,
+    .end_batch = s_end_batch,
 };
 
 SC_PLUGIN_DEFINE(s_plugin)

@@ -20,6 +20,13 @@ typedef struct ht_config {
     bool overdue_major_to_district;
 } ht_config_t;
 
+/* The plugin's state: its config, and the reports of the batch not written yet. */
+typedef struct ht_state {
+    ht_config_t cfg;
+    json_t *pending;      /* hazard.reported rows as ht_report reads them (see s_reported) */
+    json_t *pending_keys; /* their "school/hazard" */
+} ht_state_t;
+
 /* ---- validate.c: validators of the types senders may send ---- */
 int ht__validate_reported(const sc_event_t *ev, char *detail, size_t dlen);
 int ht__validate_assigned(const sc_event_t *ev, char *detail, size_t dlen);
@@ -36,7 +43,13 @@ int ht__validate_commitments(const sc_event_t *ev, char *detail, size_t dlen);
 json_t *ht__origin_normal(const json_t *origin);
 
 /* ---- handle.c: the state machine ---- */
-int ht__handle(sc_ctx_t *ctx, const ht_config_t *cfg, const sc_event_t *ev);
+int ht__handle(sc_ctx_t *ctx, ht_state_t *st, const sc_event_t *ev);
+
+/*
+ * The batch's end: with keep, writes the reports still waiting and raises what
+ * they call for; without, drops them. Returns 0 or -errno; nothing waits after.
+ */
+int ht__end_batch(sc_ctx_t *ctx, ht_state_t *st, bool keep);
 
 /*
  * Prepares the statements of the handle path on the plugin's connection (init

@@ -14,6 +14,8 @@
 
 /* ---- helpers ------------------------------------------------------------- */
 
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
 static sc_time_t T(const char *s)
 {
     sc_time_t t = 0;
@@ -1081,6 +1083,98 @@ static void test_own_events_are_ignored(void **state)
     json_decref(em);
 }
 
+/* ---- a batch is handled as its events one by one ---------------------------------------- */
+
+/* The whole ledger as text, for comparing two runs (new string). */
+static char *s_ledger(fh_t *fh)
+{
+    return strdup(s_sql(fh,
+                        "SELECT $1 || $2 || concat_ws(E'\n',"
+                        " (SELECT json_agg(h ORDER BY h.school, h.hazard)::text"
+                        "    FROM hazard.hazards h),"
+                        " (SELECT json_agg(x ORDER BY x.seq)::text FROM hazard.history x))",
+                        "", ""));
+}
+
+/*
+ * The daemon hands the plugin many events in one transaction, and reports wait to be
+ * written together: the ledger and the events raised must be those of the same events
+ * handled one at a time, in the same order — a report assigned in the same batch, a
+ * resend, a second report of a taken code, a deadline already past, an event refused
+ * between two reports, a major hazard told to the district.
+ */
+static void test_batch_as_one_by_one(void **state)
+{
+    (void)state;
+    static const char *const evs[][4] = {
+        {"sch-001", "reported", "hz-1", REPORT},
+        {"sch-001", "reported", "hz-2", REPORT_MAJOR ",\"responsible\":\"p-1\""},
+        {"sch-002", "reported", "hz-1", REPORT ",\"deadline\":\"2026-06-20\""},
+        /* hz-1 of sch-001 is waiting: it is written before it is assigned. */
+        {"sch-001", "assigned", "hz-1", ASSIGN},
+        {"sch-001", "reported", "hz-3", REPORT ",\"deadline\":\"2026-06-01\""},
+        /* Refused before it is looked at: what waits is written, and raised, first. */
+        {"sch-001", "assigned", "hz-9", "\"assignee\":\"\""},
+        {"sch-uk", "reported", "hz-4", REPORT_MAJOR},
+        /* The same code again, as a resend and as another report. */
+        {"sch-uk", "reported", "hz-4", REPORT_MAJOR},
+        {"sch-uk", "reported", "hz-4", REPORT},
+        {"sch-001", "rectified", "hz-1", RECTIFY},
+        {"sch-003", "reported", "hz-5",
+         REPORT ",\"origin\":{\"kind\":\"inspection\",\"task\":\"t-77\"},"
+                "\"attachments\":[\"https://files.example/p.jpg\"]"},
+    };
+    char envs[N(evs)][1024];
+    const char *p[N(evs)];
+    for (size_t i = 0; i < N(evs); i++) {
+        snprintf(envs[i], sizeof envs[i],
+                 "{\"type\":\"hazard.%s\",\"school\":\"%s\",\"source\":\"test\",\"id\":\"e-%zu\","
+                 "\"actor\":\"t-9\",\"data\":{\"hazard\":\"%s\",%s}}",
+                 evs[i][1], evs[i][0], i, evs[i][2], evs[i][3]);
+        p[i] = envs[i];
+    }
+
+    fh_t *fh = s_new(NULL);
+    for (size_t i = 0; i < N(evs); i++)
+        assert_int_equal(fh_handle(fh, p[i]), 0);
+    json_t *raised_one = fh_take_emitted(fh);
+    char *ledger_one = s_ledger(fh);
+    fh_destroy(&fh);
+
+    fh = s_new(NULL);
+    assert_int_equal(fh_handle_batch(fh, p, N(evs), true), 0);
+    json_t *raised_batch = fh_take_emitted(fh);
+    char *ledger_batch = s_ledger(fh);
+
+    /* Not an empty comparison: what each case calls for is there. */
+    assert_int_equal(fh_count(raised_one, "hazard.major.reported"), 2);
+    assert_int_equal(fh_count(raised_one, "hazard.rejected"), 3);
+    assert_string_equal(s_state(fh, "hz-1"), "rectified");
+    char *a = json_dumps(raised_one, JSON_COMPACT | JSON_SORT_KEYS);
+    char *b = json_dumps(raised_batch, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_string_equal(a, b);
+    assert_string_equal(ledger_one, ledger_batch);
+    free(a);
+    free(b);
+    free(ledger_one);
+    free(ledger_batch);
+    json_decref(raised_one);
+    json_decref(raised_batch);
+
+    /* A batch rolled back leaves nothing waiting for the next. */
+    assert_int_equal(fh_handle_batch(fh, p, 2, false), -ECANCELED);
+    fh_destroy(&fh);
+    fh = s_new(NULL);
+    assert_int_equal(fh_handle_batch(fh, p, 2, false), -ECANCELED);
+    assert_int_equal(fh_handle_batch(fh, p + 2, 1, true), 0);
+    assert_string_equal(s_sql(fh,
+                              "SELECT string_agg(school || '/' || hazard, ',')"
+                              " FROM hazard.hazards WHERE $1 = $2",
+                              "", ""),
+                        "sch-002/hz-1");
+    fh_destroy(&fh);
+}
+
 int main(void)
 {
 #define T_(fn) cmocka_unit_test_setup_teardown(fn, s_setup, s_teardown)
@@ -1108,6 +1202,7 @@ int main(void)
         T_(test_query_figures),
         T_(test_query_ledger),
         T_(test_own_events_are_ignored),
+        cmocka_unit_test(test_batch_as_one_by_one),
     };
     return cmocka_run_group_tests_name("hazard_tracker", tests, NULL, NULL);
 }
