@@ -822,7 +822,7 @@ static double s_stat(const json_t *stats, const char *key)
 
 static json_t *s_run_step(const s_opts_t *o, PGconn *db, const s_step_t *st, bool *pass)
 {
-    char source[64], tag[48];
+    char source[64], tag[64];
     s_ctl_t ctl = {.endpoint = o->control};
     s_client_t *cs = calloc((size_t)st->clients, sizeof *cs);
     s_sampler_t smp = {.endpoint = o->control, .samples = json_array()};
