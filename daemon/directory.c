@@ -1,11 +1,34 @@
 /* The directory the core keeps for every plugin: validators of directory.* events and look-ups. */
 #include "internal.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #define S_NAME_MAX 200
+
+/* See sc__directory_epoch(). The epoch starts at 1: 0 means "in flight". */
+static atomic_uint_fast64_t s_epoch = 1;
+static atomic_int s_in_flight;
+
+void sc__directory_sending(void)
+{
+    atomic_fetch_add(&s_epoch, 1);
+    atomic_fetch_add(&s_in_flight, 1);
+}
+
+void sc__directory_sent(void)
+{
+    atomic_fetch_sub(&s_in_flight, 1);
+}
+
+uint64_t sc__directory_epoch(void)
+{
+    /* The epoch first: a batch sent between the two reads is then seen in flight. */
+    uint64_t e = atomic_load(&s_epoch);
+    return atomic_load(&s_in_flight) > 0 ? 0 : e;
+}
 
 /* Pupils are codes only: data naming a person or a national id is refused. */
 static int s_no_names(const sc_event_t *ev, char *detail, size_t dlen)

@@ -192,6 +192,7 @@ typedef struct s_flight {
     size_t n;
     sc__jentry_t *entries;
     size_t cap;
+    bool directory; /* it holds directory.* events: see sc__directory_epoch() */
 } s_flight_t;
 
 typedef struct s_writer {
@@ -288,6 +289,7 @@ static void s_writer_failed(s_writer_t *w, int rc, const char *err)
 static int s_writer_send(s_writer_t *w, s_flight_t *f)
 {
     char err[1024];
+    f->directory = false;
     if (f->n > f->cap) {
         sc__jentry_t *e = realloc(f->entries, f->n * 2 * sizeof *e);
         if (!e)
@@ -301,6 +303,7 @@ static int s_writer_send(s_writer_t *w, s_flight_t *f)
             const s_item_t *it = &c->items[i];
             sc__jentry_t *e = &f->entries[n++];
             *e = it->je;
+            f->directory |= strncmp(e->type, "directory.", 10) == 0;
             if (e->district || !e->school)
                 continue;
             /* A school's own upsert is filed under the district it names, even a new one. */
@@ -310,6 +313,8 @@ static int s_writer_send(s_writer_t *w, s_flight_t *f)
                 e->district = json_string_value(json_object_get(w->districts, e->school));
         }
     }
+    if (f->directory)
+        sc__directory_sending();
     int rc = w->conn ? sc__journal_send(w->conn, f->entries, n, err, sizeof err) : -EAGAIN;
     if (rc < 0 && w->conn)
         s_writer_failed(w, rc, err);
@@ -342,6 +347,9 @@ static void s_writer_results(s_writer_t *w, s_flight_t *f, int rc)
         sc__stats_head(head);
         s_writer_learn(w, f->batch);
     }
+    if (f->directory)
+        sc__directory_sent();
+    f->directory = false;
 }
 
 /* The journal answered the batch in flight (the connection said it has the answer). */

@@ -38,7 +38,9 @@ typedef struct sc__runner {
     json_t *config;
     char *subscribe; /* text[] literal of the prefixes */
     json_t *pending; /* events emitted in the open transaction */
-    json_t *schools; /* directory entries (schools, classes) read in the open transaction */
+    json_t *schools; /* directory entries (schools, classes) read, kept while the directory
+                        stays as it was (schools_epoch: see sc__directory_epoch) */
+    uint64_t schools_epoch;
     atomic_int state_code;
     atomic_int_fast64_t cursor, handled, batches, retried, dead, ticks, yielded;
     atomic_int_fast64_t from_tail, from_db; /* events taken from memory, read from the journal */
@@ -158,16 +160,33 @@ static json_t *s_host_people(sc_ctx_t *ctx, const char *school, const char *dist
     return sc__directory_people(s_runner(ctx)->conn, school, district, role);
 }
 
+/* Most directory entries a runner keeps. */
+#define S_SCHOOLS_MAX 65536
+
 /*
- * A school's entry, remembered for the rest of the transaction: plugins ask for
- * the same few schools for every event of a batch.
+ * The directory entries the runner read (schools, classes), emptied first when a change to
+ * the directory may have been journaled since they were read (sc__directory_epoch). Plugins
+ * ask for the same schools and classes batch after batch.
+ */
+static json_t *s_schools(sc__runner_t *r)
+{
+    uint64_t epoch = sc__directory_epoch();
+    if (epoch == 0 || epoch != r->schools_epoch || json_object_size(r->schools) > S_SCHOOLS_MAX)
+        json_object_clear(r->schools);
+    r->schools_epoch = epoch;
+    return r->schools;
+}
+
+/*
+ * A school's entry, remembered while the directory stays as it was (s_schools):
+ * plugins ask for the same few schools for every event of a batch.
  */
 static json_t *s_host_school(sc_ctx_t *ctx, const char *school)
 {
     sc__runner_t *r = s_runner(ctx);
     if (!school)
         return NULL;
-    json_t *hit = json_object_get(r->schools, school);
+    json_t *hit = json_object_get(s_schools(r), school);
     if (hit)
         return json_is_object(hit) ? json_deep_copy(hit) : NULL;
     json_t *found = sc__directory_school(r->conn, school, r->d->timezone);
@@ -186,7 +205,7 @@ static const char *s_host_tz(sc_ctx_t *ctx)
     return s_runner(ctx)->d->timezone;
 }
 
-/* A class, remembered for the rest of the transaction like a school. */
+/* A class, remembered like a school. */
 static json_t *s_host_class(sc_ctx_t *ctx, const char *school, const char *klass)
 {
     sc__runner_t *r = s_runner(ctx);
@@ -194,7 +213,7 @@ static json_t *s_host_class(sc_ctx_t *ctx, const char *school, const char *klass
     if (!school || !klass)
         return NULL;
     snprintf(key, sizeof key, "class\x1f%s\x1f%s", school, klass);
-    json_t *hit = json_object_get(r->schools, key);
+    json_t *hit = json_object_get(s_schools(r), key);
     if (hit)
         return json_is_object(hit) ? json_deep_copy(hit) : NULL;
     json_t *found = sc__directory_class(r->conn, school, klass);
@@ -341,7 +360,7 @@ static int s_commit(sc__runner_t *r, int64_t cursor)
 static int s_begin(sc__runner_t *r, const char *sql)
 {
     json_array_clear(r->pending);
-    json_object_clear(r->schools);
+    s_schools(r); /* after the events were read: a change journaled with them moved the epoch */
     int rc = sc__db_exec(r->conn, sql);
     if (rc < 0)
         s_check_conn(r, rc);

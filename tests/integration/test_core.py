@@ -525,6 +525,37 @@ def test_plugins_are_given_the_same_event_from_memory_and_from_the_journal():
         assert seen["data"]["text"] == datas[1]["text"] and seen["data"]["nested"]["b"][2] == 0
 
 
+def test_plugins_see_the_directory_as_it_is_after_a_change():
+    # Runners keep the schools and classes plugins ask for from one transaction to the next;
+    # a change to the directory journaled since must not leave a plugin with the old entry.
+    # The probe writes down the school's time zone as the directory gives it.
+    with Daemon("dirkeep", plugins=["probe"]) as d:
+        d.directory()
+        zones = ["Asia/Shanghai", "Europe/London", "Asia/Urumqi", "Asia/Shanghai"]
+        seen = []
+        for i, zone in enumerate(zones):
+            r = d.send("directory.school.upserted", {"name": "Lakeside Primary",
+                                                     "district": "dist-01", "timezone": zone})
+            assert r["ok"], r
+            # Several events a step, each its own transaction, all after the change.
+            for k in range(3):
+                assert d.send("probe.event", {"n": 10 * i + k})["ok"]
+                d.sync()
+            rows = d.sql("SELECT seen FROM probe.handled ORDER BY event")
+            seen.append([json.loads(r["seen"])["timezone"] for r in rows][-3:])
+        assert seen == [[z] * 3 for z in zones], seen
+        # The change and the next event in one batch of the journal, too.
+        s = d.dealer()
+        s.send(json.dumps(d.envelope("directory.school.upserted", {
+            "name": "Lakeside Primary", "district": "dist-01", "timezone": "Asia/Tokyo"})).encode())
+        s.send(json.dumps(d.envelope("probe.event", {"n": 99})).encode())
+        for _ in range(2):
+            assert s.poll(5000) and json.loads(s.recv())["ok"]
+        d.sync()
+        last = d.sql("SELECT seen FROM probe.handled ORDER BY event DESC LIMIT 1")[0]
+        assert json.loads(last["seen"])["timezone"] == "Asia/Tokyo", last
+
+
 def test_sigterm_acks_the_batch_in_flight_and_exits_0():
     with Daemon("term") as d:
         s = d.dealer()

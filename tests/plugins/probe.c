@@ -110,11 +110,15 @@ static int s_handle(sc_ctx_t *ctx, void *state, const sc_event_t *ev)
     char id[24], n[24], occurred[SC_TIME_LEN], received[SC_TIME_LEN];
     snprintf(id, sizeof id, "%lld", (long long)ev->id);
     snprintf(n, sizeof n, "%lld", (long long)sc_json_int(ev->data, "n", -1));
-    json_t *seen =
-        json_pack("{s:s, s:s?, s:s?, s:s, s:s?, s:s?, s:s, s:s, s:O}", "type", ev->type, "school",
-                  ev->school, "district", ev->district, "source", ev->source, "id", ev->source_id,
-                  "actor", ev->actor, "occurred_at", sc_time_format(ev->occurred_at, occurred),
-                  "received_at", sc_time_format(ev->received_at, received), "data", ev->data);
+    /* The school's time zone as the directory gives it while the event is handled. */
+    json_t *school = ev->school ? ctx->host->school(ctx, ev->school) : NULL;
+    json_t *seen = json_pack("{s:s, s:s?, s:s?, s:s, s:s?, s:s?, s:s, s:s, s:O, s:s?}", "type",
+                             ev->type, "school", ev->school, "district", ev->district, "source",
+                             ev->source, "id", ev->source_id, "actor", ev->actor, "occurred_at",
+                             sc_time_format(ev->occurred_at, occurred), "received_at",
+                             sc_time_format(ev->received_at, received), "data", ev->data,
+                             "timezone", sc_json_str(school, "timezone"));
+    json_decref(school);
     char *seen_text = seen ? json_dumps(seen, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     json_decref(seen);
     if (!seen_text)
