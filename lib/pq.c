@@ -162,11 +162,10 @@ static PGresult *s_prep_name(PGconn *conn, const char *sql, char *name, size_t n
     return NULL;
 }
 
-PGresult *sc_pq_exec(PGconn *conn, const char *sql, int nparams, const char *const *params, int *rc)
+/* Runs sql as prepared statement `name`, or as itself when name is NULL; see sc_pq_exec. */
+static PGresult *s_exec(PGconn *conn, const char *name, const char *sql, int nparams,
+                        const char *const *params, PGresult *res, int *rc)
 {
-    char buf[64];
-    const char *name;
-    PGresult *res = s_prep_name(conn, sql, buf, sizeof buf, &name);
     if (!res)
         res = name ? PQexecPrepared(conn, name, nparams, params, NULL, NULL, 0)
                    : PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
@@ -184,6 +183,20 @@ PGresult *sc_pq_exec(PGconn *conn, const char *sql, int nparams, const char *con
         *rc = sc_pq_error(conn, res);
     PQclear(res);
     return NULL;
+}
+
+PGresult *sc_pq_exec(PGconn *conn, const char *sql, int nparams, const char *const *params, int *rc)
+{
+    char buf[64];
+    const char *name;
+    PGresult *res = s_prep_name(conn, sql, buf, sizeof buf, &name);
+    return s_exec(conn, name, sql, nparams, params, res, rc);
+}
+
+PGresult *sc_pq_exec_fresh(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                           int *rc)
+{
+    return s_exec(conn, NULL, sql, nparams, params, NULL, rc);
 }
 
 json_t *sc_pq_value(const PGresult *res, int row, int col)

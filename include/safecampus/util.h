@@ -116,12 +116,21 @@ sc_time_t sc_json_time(const json_t *obj, const char *key, sc_time_t def);
 /* ---- libpq -------------------------------------------------------------- */
 
 /*
- * Runs a parameterised statement (text parameters, text results). Returns the
- * result when its status is COMMAND_OK or TUPLES_OK (caller PQclear()s it);
- * otherwise clears it, sets *rc to sc_pq_error() and returns NULL.
+ * Runs a parameterised statement (text parameters, text results), prepared the
+ * first time it runs on a connection, so it is planned once per connection.
+ * Returns the result when its status is COMMAND_OK or TUPLES_OK (caller
+ * PQclear()s it); otherwise clears it, sets *rc to sc_pq_error() and returns NULL.
  */
 PGresult *sc_pq_exec(PGconn *conn, const char *sql, int nparams, const char *const *params,
                      int *rc);
+
+/*
+ * sc_pq_exec, planned afresh at every run instead of once per connection: for a
+ * statement over a table that grows by orders of magnitude while the connection
+ * lives, whose plan made while the table was small would read all of it later.
+ */
+PGresult *sc_pq_exec_fresh(PGconn *conn, const char *sql, int nparams, const char *const *params,
+                           int *rc);
 
 /*
  * Classifies a failure: -EAGAIN when it is worth retrying (connection lost,

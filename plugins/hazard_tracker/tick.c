@@ -116,20 +116,27 @@ static int s_store(sc_ctx_t *ctx, const PGresult *res, int row, sc_time_t overdu
     return rc;
 }
 
-/* The earliest instant anything is due, from the tables. */
+/*
+ * The earliest instant anything is due, from the tables. Like the scan of what is due, planned
+ * at each run: a plan kept from when the table was small would read every open hazard.
+ */
 static int s_next(sc_ctx_t *ctx, sc_time_t *next)
 {
     int rc;
-    PGresult *res =
-        ht__exec(ctx,
-                 "SELECT least("
-                 "  (SELECT min(deadline) + interval '1 second' FROM hazard.hazards"
-                 "    WHERE state IN ('reported', 'assigned') AND overdue_at IS NULL),"
-                 "  (SELECT min(next_reminder_at) FROM hazard.hazards"
-                 "    WHERE state IN ('reported', 'assigned') AND next_reminder_at IS NOT NULL))",
-                 0, NULL, &rc);
-    if (!res)
+    PGresult *res = sc_pq_exec_fresh(
+        sc_db(ctx),
+        "SELECT least("
+        "  (SELECT deadline + interval '1 second' FROM hazard.hazards"
+        "    WHERE state IN ('reported', 'assigned') AND overdue_at IS NULL"
+        "    ORDER BY deadline LIMIT 1),"
+        "  (SELECT next_reminder_at FROM hazard.hazards"
+        "    WHERE state IN ('reported', 'assigned') AND next_reminder_at IS NOT NULL"
+        "    ORDER BY next_reminder_at LIMIT 1))",
+        0, NULL, &rc);
+    if (!res) {
+        SC_LOG_ERR(ctx, "statement failed: %s", PQerrorMessage(sc_db(ctx)));
         return rc;
+    }
     *next = sc_pq_time(res, 0, 0, SC_TIME_NEVER);
     PQclear(res);
     return 0;
@@ -153,10 +160,13 @@ int ht__tick(sc_ctx_t *ctx, const ht_config_t *cfg, sc_time_t now, sc_time_t *ne
     size_t ndues = 0, cap = 0;
     int rc;
 
+    /* Most ticks find nothing due: the earliest due instant says so from two index entries. */
+    if ((rc = s_next(ctx, next)) < 0 || *next > now)
+        return rc;
     /* The deadline compared as the column itself, so hazards_due finds the due ones instead of
      * a scan of every hazard ever reported at each tick. */
-    PGresult *res = ht__exec(
-        ctx,
+    PGresult *res = sc_pq_exec_fresh(
+        sc_db(ctx),
         "SELECT school, hazard, district, risk, title, category, location, assignee, round,"
         "       deadline, overdue_at, next_reminder_at, reminders_sent, state"
         "  FROM hazard.hazards"
@@ -165,8 +175,10 @@ int ht__tick(sc_ctx_t *ctx, const ht_config_t *cfg, sc_time_t now, sc_time_t *ne
         "        OR next_reminder_at <= $1)"
         " ORDER BY school, hazard FOR UPDATE",
         1, p, &rc);
-    if (!res)
+    if (!res) {
+        SC_LOG_ERR(ctx, "statement failed: %s", PQerrorMessage(sc_db(ctx)));
         return rc;
+    }
     int rows = PQntuples(res);
     rc = -ENOMEM;
     if (rows > 0 && (!(overdue = calloc((size_t)rows, sizeof *overdue)) ||
