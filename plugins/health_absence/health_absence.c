@@ -427,10 +427,12 @@ static const struct ha_stmt s_stmts[] = {
      "   class text, grade text, reason text, symptoms json, syndromes json, syndrome text,"
      "   onset date, seen_doctor boolean, diagnosis text, disease text, note text,"
      "   event bigint, occurred_at timestamptz, actor text)),"
-     " old AS (SELECT i.ord, a.symptoms, a.syndromes, a.syndrome, a.onset, a.seen_doctor,"
-     "   a.diagnosis, a.disease, a.note, a.trace_due, a.traced_at, a.traced_by, a.untraced_at,"
-     "   a.case_alerted FROM i JOIN health.absences a ON a.school = i.school"
-     "   AND a.student = i.student AND a.date = i.date FOR UPDATE OF a),"
+     /* Looked up row by row (LATERAL): the plan is kept for the connection's life, and a
+      * join planned while the table was small would read all of it at every batch. */
+     " old AS (SELECT i.ord, a.* FROM i CROSS JOIN LATERAL (SELECT symptoms, syndromes,"
+     "   syndrome, onset, seen_doctor, diagnosis, disease, note, trace_due, traced_at,"
+     "   traced_by, untraced_at, case_alerted FROM health.absences"
+     "   WHERE school = i.school AND student = i.student AND date = i.date FOR UPDATE) a),"
      " m AS (SELECT i.ord, i.school, i.student, i.class, i.grade, i.date, i.reason, i.tz,"
      "   i.event, i.occurred_at, i.actor,"
      "   o.trace_due, o.traced_at, o.traced_by, o.untraced_at, o.case_alerted,"
