@@ -687,6 +687,13 @@ static int s_after_write(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *e
 /* Most absences a batch keeps waiting before it writes them. */
 #define S_PENDING_MAX 1024
 
+static void s_pending_drop(struct ha_state *st)
+{
+    json_array_clear(st->pending);
+    json_object_clear(st->pending_keys);
+    json_object_clear(st->pending_cases);
+}
+
 /*
  * Writes the absences waiting in st->pending with one statement, then raises what
  * each calls for, in the order they came. Returns 0 or -errno; nothing waits after.
@@ -721,8 +728,7 @@ static int s_flush(sc_ctx_t *ctx, struct ha_state *st)
 out:
     free(rows);
     PQclear(res);
-    json_array_clear(st->pending);
-    json_object_clear(st->pending_keys);
+    s_pending_drop(st);
     return rc;
 }
 
@@ -738,14 +744,15 @@ static const char *s_given(const json_t *d, const char *key)
  * day (see ha_reported for how it merges with what is stored and when it must
  * be traced), then raises what it calls for.
  *
- * A personal absence is no case of any cluster rule, so nothing another event
- * reads depends on the moment it is written: it waits in st->pending and goes
- * with the batch's other absences in one statement — before anything else of
- * the batch is written or emitted (a rejection, another health event, the
- * batch's end), so every event still finds what those before it left. Any
- * other absence is written at once, with those waiting, and its cluster rules
- * are counted before the next event. A second absence of the same pupil and
- * day waits for the first to be written.
+ * Absences wait in st->pending and go with the batch's others in one statement
+ * (s_flush) — before anything else of the batch is written or emitted (a
+ * rejection, another health event, the batch's end), so every event still
+ * finds what those before it left. A cluster rule counts the absences of one
+ * school: the cases of an absence that is not personal are counted once it is
+ * written, and so must be counted before any later absence of its school is
+ * written. Such an absence therefore ends its school's share of the waiting
+ * ones: the next absence of that school has them written first, as has a
+ * second absence of the same pupil and day.
  */
 static int s_on_reported(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *ev)
 {
@@ -786,7 +793,9 @@ static int s_on_reported(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *e
     s_grade(ctx, ev->school, sc_json_str(d, "class"), grade, sizeof grade);
     const char *student = sc_json_str(d, "student"), *date = sc_json_str(d, "date");
     snprintf(key, sizeof key, "%s\x1f%s\x1f%s", ev->school, student, date);
-    if (json_object_get(st->pending_keys, key) && (rc = s_flush(ctx, st)) < 0)
+    if ((json_object_get(st->pending_keys, key) ||
+         json_object_get(st->pending_cases, ev->school)) &&
+        (rc = s_flush(ctx, st)) < 0)
         goto out;
     rc = -ENOMEM;
     row = json_pack("{s:I, s:s, s:s*, s:s, s:s, s:s, s:s, s:s, s:s, s:s*, s:s, s:O*, s:O*,"
@@ -801,13 +810,12 @@ static int s_on_reported(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *e
                     s_given(d, "suspected_disease"), "note", s_given(d, "note"), "event",
                     (json_int_t)ev->id, "occurred_at", sc_time_format(ev->occurred_at, when), "at",
                     (json_int_t)ev->occurred_at, "actor", ev->actor);
+    bool personal = strcmp(sc_json_str(d, "reason"), "personal") == 0;
     if (!row || json_array_append_new(st->pending, row) < 0 ||
-        json_object_set_new(st->pending_keys, key, json_true()) < 0)
+        json_object_set_new(st->pending_keys, key, json_true()) < 0 ||
+        (!personal && json_object_set_new(st->pending_cases, ev->school, json_true()) < 0))
         goto out;
-    rc = 0;
-    if (strcmp(sc_json_str(d, "reason"), "personal") != 0 ||
-        json_array_size(st->pending) >= S_PENDING_MAX)
-        rc = s_flush(ctx, st);
+    rc = json_array_size(st->pending) >= S_PENDING_MAX ? s_flush(ctx, st) : 0;
 out:
     json_decref(sym_json);
     json_decref(syn_json);
@@ -870,8 +878,7 @@ static int s_end_batch(sc_ctx_t *ctx, void *state, bool keep)
     struct ha_state *st = state;
     if (keep)
         return s_flush(ctx, st);
-    json_array_clear(st->pending);
-    json_object_clear(st->pending_keys);
+    s_pending_drop(st);
     return 0;
 }
 
@@ -1029,7 +1036,8 @@ static int s_init(sc_ctx_t *ctx, void **state)
         return -ENOMEM;
     *state = st;
     int rc;
-    if (!(st->pending = json_array()) || !(st->pending_keys = json_object()))
+    if (!(st->pending = json_array()) || !(st->pending_keys = json_object()) ||
+        !(st->pending_cases = json_object()))
         return -ENOMEM;
     if ((rc = s_configure(ctx, st)) < 0 || (rc = ha_prepare(ctx, s_stmts)) < 0 ||
         (rc = ha_prepare(ctx, ha_cluster_stmts)) < 0)
@@ -1046,6 +1054,7 @@ static void s_fini(sc_ctx_t *ctx, void *state)
     free(st->rules);
     json_decref(st->pending);
     json_decref(st->pending_keys);
+    json_decref(st->pending_cases);
     free(st);
 }
 

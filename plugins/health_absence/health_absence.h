@@ -114,10 +114,11 @@ struct ha_state {
     struct ha_today today[HA_TODAY_CACHED];
     size_t today_next; /* the slot a new zone takes */
     /* Absences registered by this batch and not written yet (health.absence.reported rows
-     * as the ha_reported statement reads them), and their keys "school/student/date": see
-     * s_on_reported. Empty outside a batch. */
+     * as the ha_reported statement reads them), their keys "school/student/date", and the
+     * schools of those that are not personal: see s_on_reported. Empty outside a batch. */
     json_t *pending;
     json_t *pending_keys;
+    json_t *pending_cases;
 };
 
 /*

@@ -1042,43 +1042,64 @@ static char *s_tables(fh_t *fh)
  */
 static void test_batch_as_one_by_one(void **state)
 {
-    static const char *const data[][2] = {
-        {"health.absence.reported",
+    static const char *const data[][3] = {
+        {"health.absence.reported", "sch-1",
          "{\"student\":\"st-2\",\"class\":\"c-1a\",\"date\":\"2026-03-02\","
          "\"reason\":\"illness\",\"symptoms\":[\"fever\",\"headache\"]}"},
-        {"health.absence.reported", "{\"student\":\"st-3\",\"class\":\"c-1a\","
-                                    "\"date\":\"2026-02-27\",\"reason\":\"personal\","
-                                    "\"suspected_disease\":\"influenza\",\"note\":\"away\"}"},
+        {"health.absence.reported", "sch-1",
+         "{\"student\":\"st-3\",\"class\":\"c-1a\",\"date\":\"2026-02-27\","
+         "\"reason\":\"personal\",\"suspected_disease\":\"influenza\",\"note\":\"away\"}"},
         /* A rejection: st-3's case is raised before it. */
-        {"health.absence.reported", "{\"student\":\"st-5\",\"class\":\"c-1b\","
-                                    "\"date\":\"2026-03-09\",\"reason\":\"personal\"}"},
-        {"health.absence.reported",
+        {"health.absence.reported", "sch-1",
+         "{\"student\":\"st-5\",\"class\":\"c-1b\",\"date\":\"2026-03-09\","
+         "\"reason\":\"personal\"}"},
+        {"health.absence.reported", "sch-1",
          "{\"student\":\"st-4\",\"class\":\"c-1a\",\"date\":\"2026-03-02\","
          "\"reason\":\"illness\",\"symptoms\":[\"fever\"]}"},
+        /* Cases of another school wait with it; a second one of that school does not. */
+        {"health.absence.reported", "sch-2",
+         "{\"student\":\"st-20\",\"class\":\"c-9\",\"date\":\"2026-03-02\","
+         "\"reason\":\"illness\",\"symptoms\":[\"fever\"]}"},
+        {"health.absence.reported", "sch-2",
+         "{\"student\":\"st-21\",\"class\":\"c-9\",\"date\":\"2026-03-02\","
+         "\"reason\":\"unknown\",\"symptoms\":[\"fever\",\"other\"]}"},
         /* st-1 waits, then turns illness: the third fever case of the class that day. */
-        {"health.absence.reported", "{\"student\":\"st-1\",\"class\":\"c-1a\","
-                                    "\"date\":\"2026-03-02\",\"reason\":\"personal\"}"},
-        {"health.absence.reported",
+        {"health.absence.reported", "sch-1",
+         "{\"student\":\"st-1\",\"class\":\"c-1a\",\"date\":\"2026-03-02\","
+         "\"reason\":\"personal\"}"},
+        {"health.absence.reported", "sch-1",
          "{\"student\":\"st-1\",\"class\":\"c-1a\",\"date\":\"2026-03-02\","
          "\"reason\":\"illness\",\"symptoms\":[\"fever\"],\"onset\":\"2026-03-01\"}"},
+        /* st-2 turns personal: counted after the cluster st-1 completes, not before. */
+        {"health.absence.reported", "sch-1",
+         "{\"student\":\"st-2\",\"class\":\"c-1a\",\"date\":\"2026-03-02\","
+         "\"reason\":\"personal\"}"},
         /* st-6 twice, both personal: the second waits for the first. */
-        {"health.absence.reported", "{\"student\":\"st-6\",\"class\":\"c-1b\","
-                                    "\"date\":\"2026-03-02\",\"reason\":\"personal\"}"},
-        {"health.absence.reported",
+        {"health.absence.reported", "sch-1",
+         "{\"student\":\"st-6\",\"class\":\"c-1b\",\"date\":\"2026-03-02\","
+         "\"reason\":\"personal\"}"},
+        {"health.absence.reported", "sch-1",
          "{\"student\":\"st-6\",\"class\":\"c-1b\",\"date\":\"2026-03-02\","
          "\"reason\":\"personal\",\"note\":\"family visit\",\"seen_doctor\":false}"},
-        {"health.absence.reported", "{\"student\":\"st-7\",\"class\":\"c-2a\","
-                                    "\"date\":\"2026-03-02\",\"reason\":\"personal\"}"},
-        {"health.morning_check",
+        {"health.absence.reported", "sch-2",
+         "{\"student\":\"st-7\",\"class\":\"c-2a\",\"date\":\"2026-03-02\","
+         "\"reason\":\"personal\"}"},
+        {"health.morning_check", "sch-1",
          "{\"date\":\"2026-03-02\",\"class\":\"c-1a\",\"present\":30,\"absent\":3}"},
-        {"health.absence.reported",
+        {"health.absence.reported", "sch-1",
          "{\"student\":\"st-8\",\"class\":\"c-1a\",\"date\":\"2026-03-02\","
          "\"reason\":\"personal\",\"symptoms\":null,\"suspected_disease\":\"measles\"}"},
         /* Tracing finds the absence still waiting before it. */
-        {"health.absence.traced", "{\"student\":\"st-8\",\"date\":\"2026-03-02\","
-                                  "\"diagnosis\":\"measles\",\"by\":\"doc-1\"}"},
-        {"health.absence.reported", "{\"student\":\"st-9\",\"class\":\"c-1a\","
-                                    "\"date\":\"2026-03-02\",\"reason\":\"personal\"}"},
+        {"health.absence.traced", "sch-1",
+         "{\"student\":\"st-8\",\"date\":\"2026-03-02\",\"diagnosis\":\"measles\","
+         "\"by\":\"doc-1\"}"},
+        {"health.absence.reported", "sch-1",
+         "{\"student\":\"st-9\",\"class\":\"c-1a\",\"date\":\"2026-03-02\","
+         "\"reason\":\"personal\"}"},
+        /* The third fever case of sch-2's class: counted at the batch's end. */
+        {"health.absence.reported", "sch-2",
+         "{\"student\":\"st-22\",\"class\":\"c-9\",\"date\":\"2026-03-02\","
+         "\"reason\":\"illness\",\"symptoms\":[\"fever\"]}"},
     };
     char envs[N(data)][1024];
     const char *p[N(data)];
@@ -1086,7 +1107,7 @@ static void test_batch_as_one_by_one(void **state)
         snprintf(envs[i], sizeof envs[i],
                  "{\"type\":\"%s\",\"school\":\"%s\",\"district\":\"d-1\",\"source\":\"test\","
                  "\"id\":\"e-%zu\",\"actor\":\"doc-1\",\"data\":%s}",
-                 data[i][0], i == 8 ? "sch-2" : "sch-1", i, data[i][1]);
+                 data[i][0], data[i][1], i, data[i][2]);
         p[i] = envs[i];
     }
     (void)state;
@@ -1105,7 +1126,7 @@ static void test_batch_as_one_by_one(void **state)
     fh_destroy(&fh);
 
     /* Not an empty comparison: the cluster, the case, the rejection are all there. */
-    assert_int_equal(fh_count(raised_one, "health.cluster.suspected"), 1);
+    assert_int_equal(fh_count(raised_one, "health.cluster.suspected"), 2);
     assert_int_equal(fh_count(raised_one, "health.case.suspected"), 2);
     assert_int_equal(fh_count(raised_one, "health.rejected"), 1);
     assert_non_null(strstr(tables_one, "\"student\":\"st-8\""));
@@ -1124,7 +1145,7 @@ static void test_batch_as_one_by_one(void **state)
     /* A batch rolled back leaves nothing waiting for the next. */
     fh = s_new(NULL, "2026-03-02T09:00:00+08:00");
     assert_int_equal(fh_handle_batch(fh, p, 1, false), -ECANCELED);
-    assert_int_equal(fh_handle_batch(fh, p + 6, 1, true), 0);
+    assert_int_equal(fh_handle_batch(fh, p + 9, 1, true), 0);
     s_assert_sql(fh, "SELECT string_agg(student, ',' ORDER BY student) FROM health.absences", NULL,
                  "st-6");
     fh_destroy(&fh);
