@@ -76,6 +76,8 @@ static void s_fini(sc_ctx_t *ctx, void *state)
     lg_terms_free(st);
     json_decref(st->cards);
     json_decref(st->card_schools);
+    json_decref(st->visits);
+    json_decref(st->visit_keys);
     free(st->drill_kinds);
     json_decref(st->approver_roles);
     json_decref(st->agreement_directory_roles);
@@ -136,7 +138,8 @@ static int s_init(sc_ctx_t *ctx, void **state)
     if (!st)
         return rc;
     *state = st;
-    if (!(st->cards = json_array()) || !(st->card_schools = json_object()))
+    if (!(st->cards = json_array()) || !(st->card_schools = json_object()) ||
+        !(st->visits = json_array()) || !(st->visit_keys = json_object()))
         return rc;
     rc = -EINVAL;
     if (lg_terms_load(ctx, st, json_object_get(cfg, "terms"),

@@ -58,6 +58,10 @@ typedef struct lg_state {
      * rows {ts, school, dir, card}, and the schools whose row this transaction has seen. */
     json_t *cards;
     json_t *card_schools;
+    /* Visitors' entries of the open batch not written yet (s_visit_wait in records.c), and
+     * their keys "school/visit". */
+    json_t *visits;
+    json_t *visit_keys;
 } lg_state_t;
 
 /* The batch is over: write the deferred card events (keep) or drop them. */

@@ -2,6 +2,7 @@
 #include "ledger.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -248,10 +249,14 @@ static int s_directory_school(sc_ctx_t *ctx, lg_state_t *st, const sc_event_t *e
                    3, p);
 }
 
+static int s_visits_write(sc_ctx_t *ctx, lg_state_t *st);
+
 int lg_end_batch(sc_ctx_t *ctx, void *state, bool keep)
 {
     lg_state_t *st = state;
-    int rc = 0;
+    int rc = keep ? s_visits_write(ctx, st) : 0;
+    json_array_clear(st->visits);
+    json_object_clear(st->visit_keys);
     size_t n = json_array_size(st->cards);
     if (keep && n > 0) {
         char *rows = json_dumps(st->cards, JSON_COMPACT);
@@ -276,6 +281,100 @@ int lg_end_batch(sc_ctx_t *ctx, void *state, bool keep)
     json_array_clear(st->cards);
     json_object_clear(st->card_schools);
     return rc;
+}
+
+/*
+ * Writes the visitors' entries waiting in st->visits with one statement, then refuses, in
+ * their order, those whose visit was registered already. Returns 0 or -errno; nothing waits
+ * after.
+ */
+static int s_visits_write(sc_ctx_t *ctx, lg_state_t *st)
+{
+    size_t n = json_array_size(st->visits);
+    char grace[24], *rows = NULL;
+    PGresult *res = NULL;
+    int rc = -ENOMEM;
+    if (n == 0)
+        return 0;
+    snprintf(grace, sizeof grace, "%" PRId64, st->late_visit_grace);
+    if (!(rows = json_dumps(st->visits, JSON_COMPACT)))
+        goto out;
+    const char *p[] = {rows, st->closing_time, grace};
+    /* As s_gate_entry, for many: due at closing time on the day of entry; entering after it,
+     * grace from the entry. Each row comes back, in order, saying whether it was written. */
+    if (!(res = sc_pq_exec(
+              sc_db(ctx),
+              "WITH r AS (SELECT * FROM json_to_recordset($1::json) AS r(ord int, school text,"
+              "   visit text, name text, organisation text, purpose text, host text, gate text,"
+              "   vehicle text, at timestamptz, event bigint)),"
+              " ins AS (INSERT INTO ledger.visits (school_id, visit, name, organisation,"
+              "   purpose, host, gate, vehicle, entered_at, overstay_due, event_id)"
+              "   SELECT s.id, r.visit, r.name, r.organisation, r.purpose, r.host, r.gate,"
+              "          r.vehicle, r.at, CASE WHEN r.at < c.closing THEN c.closing"
+              "                           ELSE r.at + $3::bigint * interval '1 second' END,"
+              "          r.event"
+              "     FROM r JOIN ledger.schools s ON s.school = r.school"
+              "     CROSS JOIN LATERAL (SELECT ((r.at AT TIME ZONE s.timezone)::date + $2::time)"
+              "                                AT TIME ZONE s.timezone AS closing) c"
+              "    ORDER BY r.ord"
+              "   ON CONFLICT (school_id, visit) DO NOTHING RETURNING school_id, visit)"
+              " SELECT EXISTS (SELECT 1 FROM ins WHERE ins.school_id = s.id"
+              "                 AND ins.visit = r.visit)"
+              "   FROM r JOIN ledger.schools s ON s.school = r.school ORDER BY r.ord",
+              3, p, &rc))) {
+        SC_LOG_ERR(ctx, "%s", PQerrorMessage(sc_db(ctx)));
+        goto out;
+    }
+    if ((size_t)PQntuples(res) != n) { /* a school's row vanished within the transaction */
+        rc = -EIO;
+        goto out;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (PQgetvalue(res, (int)i, 0)[0] == 't')
+            continue;
+        const json_t *row = json_array_get(st->visits, i);
+        const char *visit = sc_json_str(row, "visit");
+        const sc_event_t ev = {.id = sc_json_int(row, "event", 0),
+                               .type = "gate.entry",
+                               .school = sc_json_str(row, "school"),
+                               .district = sc_json_str(row, "district")};
+        rc = lg_reject(ctx, &ev, "ledger.rejected", "visit", visit,
+                       "visit %s is already registered", visit);
+    }
+out:
+    free(rows);
+    PQclear(res);
+    json_array_clear(st->visits);
+    json_object_clear(st->visit_keys);
+    return rc;
+}
+
+/*
+ * A visitor's entry at a school whose row this batch has seen: it waits in st->visits and
+ * the batch's entries are written together (s_visits_write) — before anything else of the
+ * batch but pupils' cards is applied, and before a second entry of the same visit, so every
+ * event still finds what those before it left, and refusals come in their order.
+ */
+static int s_visit_wait(sc_ctx_t *ctx, lg_state_t *st, const sc_event_t *ev)
+{
+    const json_t *d = ev->data;
+    char key[2 * SC_CODE_MAX + 8], when[SC_TIME_LEN];
+    int rc;
+    snprintf(key, sizeof key, "%s\x1f%s", ev->school, sc_json_str(d, "visit"));
+    if (json_object_get(st->visit_keys, key) && (rc = s_visits_write(ctx, st)) < 0)
+        return rc;
+    json_t *row =
+        json_pack("{s:I, s:s, s:s*, s:s, s:s*, s:s*, s:s*, s:s*, s:s*, s:s*, s:s, s:I}", "ord",
+                  (json_int_t)json_array_size(st->visits), "school", ev->school, "district",
+                  ev->district, "visit", sc_json_str(d, "visit"), "name", sc_json_str(d, "name"),
+                  "organisation", sc_json_str(d, "organisation"), "purpose",
+                  sc_json_str(d, "purpose"), "host", sc_json_str(d, "host"), "gate",
+                  sc_json_str(d, "gate"), "vehicle", sc_json_str(d, "vehicle"), "at",
+                  sc_time_format(ev->occurred_at, when), "event", (json_int_t)ev->id);
+    if (!row || json_array_append_new(st->visits, row) < 0 ||
+        json_object_set_new(st->visit_keys, key, json_true()) < 0)
+        return -ENOMEM;
+    return 0;
 }
 
 /* ---- the records ------------------------------------------------------------------------- */
@@ -1077,13 +1176,20 @@ static const struct {
 
 int lg_handle(sc_ctx_t *ctx, lg_state_t *st, const sc_event_t *ev)
 {
+    bool own = ev->source && strcmp(ev->source, LG_NAME) == 0; /* our own emitted events */
+    bool gate = !own && strncmp(ev->type, "gate.", 5) == 0;
+    bool entry = gate && strcmp(ev->type, "gate.entry") == 0;
+    if (gate && s_pupil(ev->data))
+        return s_card(ctx, st, ev, entry ? 1 : 2);
+    if (entry && ev->school && json_object_get(st->card_schools, ev->school))
+        return s_visit_wait(ctx, st, ev);
+    int rc = s_visits_write(ctx, st); /* what comes next finds the entries before it */
+    if (rc < 0)
+        return rc;
     if (strcmp(ev->type, "directory.school.upserted") == 0)
         return s_directory_school(ctx, st, ev);
-    if (ev->source && strcmp(ev->source, LG_NAME) == 0)
-        return 0; /* our own emitted events */
-    bool gate = strncmp(ev->type, "gate.", 5) == 0;
-    if (gate && s_pupil(ev->data))
-        return s_card(ctx, st, ev, strcmp(ev->type, "gate.entry") == 0 ? 1 : 2);
+    if (own)
+        return 0;
     for (size_t i = 0; i < sizeof s_handlers / sizeof s_handlers[0]; i++) {
         if (strcmp(s_handlers[i].type, ev->type) != 0)
             continue;
@@ -1091,8 +1197,13 @@ int lg_handle(sc_ctx_t *ctx, lg_state_t *st, const sc_event_t *ev)
             return lg_reject(ctx, ev, "ledger.rejected", "school", NULL, "%s needs a school",
                              ev->type);
         lg_school_t s;
-        int rc = lg_school_get(ctx, st, ev->school, ev->district, ev->occurred_at, &s);
-        return rc < 0 ? rc : s_handlers[i].apply(ctx, st, ev, &s);
+        if ((rc = lg_school_get(ctx, st, ev->school, ev->district, ev->occurred_at, &s)) < 0 ||
+            (rc = s_handlers[i].apply(ctx, st, ev, &s)) < 0)
+            return rc;
+        /* The school's row is there: its next visitors of the batch may wait. */
+        if (entry && json_object_set_new(st->card_schools, ev->school, json_true()) < 0)
+            return -ENOMEM;
+        return rc;
     }
     return 0;
 }

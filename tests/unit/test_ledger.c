@@ -42,6 +42,8 @@ static sc_time_t T(const char *s)
     return t;
 }
 
+#define N(a) (sizeof(a) / sizeof((a)[0]))
+
 /* The fake host of the running test: destroyed by the teardown, also when the test fails. */
 static fh_t *s_live;
 
@@ -725,6 +727,100 @@ static void test_gate(void **state)
     json_decref(r);
 }
 
+/*
+ * Pupils' cards and visitors' entries wait and are written together: the ledger and the
+ * refusals must be those of the same events handled one at a time, in the same order — a
+ * visit left or entered twice in the same batch, a school's time zone changed between two
+ * entries, an entry after closing time, another school's visitors in between.
+ */
+static void test_gate_batch_as_one_by_one(void **state)
+{
+    (void)state;
+    static const char *const evs[][3] = {
+        {"sch-001", "10:00",
+         "\"type\":\"gate.entry\",\"data\":{\"visit\":\"v-1\",\"name\":\"Zhao\"}"},
+        {"sch-001", "10:01",
+         "\"type\":\"gate.entry\",\"data\":{\"kind\":\"pupil\",\"card\":\"c-1\"}"},
+        {"sch-001", "10:02",
+         "\"type\":\"gate.entry\",\"data\":{\"visit\":\"v-2\",\"name\":\"Qian\","
+         "\"purpose\":\"repairs\",\"host\":\"t-1\",\"vehicle\":\"A-123\"}"},
+        {"sch-002", "10:03",
+         "\"type\":\"gate.entry\",\"data\":{\"visit\":\"v-2\",\"name\":\"Sun\"}"},
+        {"sch-002", "10:04",
+         "\"type\":\"gate.entry\",\"data\":{\"visit\":\"v-3\",\"name\":\"Li\"}"},
+        /* v-2 waits: it is written before it leaves; then it enters again, refused. */
+        {"sch-001", "10:05", "\"type\":\"gate.exit\",\"data\":{\"visit\":\"v-2\"}"},
+        {"sch-001", "10:06",
+         "\"type\":\"gate.entry\",\"data\":{\"visit\":\"v-3\",\"name\":\"Zhou\"}"},
+        {"sch-001", "10:07",
+         "\"type\":\"gate.entry\",\"data\":{\"visit\":\"v-3\",\"name\":\"Zhou\"}"},
+        {"sch-001", "10:08",
+         "\"type\":\"gate.entry\",\"data\":{\"visit\":\"v-1\",\"name\":\"Zhao\"}"},
+        /* The zone changes: the entries before it were due at closing time in the old one. */
+        {"sch-001", "10:09",
+         "\"type\":\"gate.entry\",\"data\":{\"visit\":\"v-4\",\"name\":\"Wu\"}"},
+        {"sch-001", "10:10",
+         "\"type\":\"directory.school.upserted\",\"data\":{\"name\":\"新桥小学\","
+         "\"district\":\"d-01\",\"timezone\":\"Europe/London\"}"},
+        {"sch-001", "10:11",
+         "\"type\":\"gate.entry\",\"data\":{\"visit\":\"v-5\",\"name\":\"Wang\"}"},
+        {"sch-001", "23:30",
+         "\"type\":\"gate.entry\",\"data\":{\"visit\":\"v-6\",\"name\":\"Late\"}"},
+        {"sch-001", "23:31",
+         "\"type\":\"gate.exit\",\"data\":{\"kind\":\"pupil\",\"card\":\"c-1\"}"},
+    };
+    char envs[N(evs)][512];
+    const char *p[N(evs)];
+    for (size_t i = 0; i < N(evs); i++) {
+        snprintf(envs[i], sizeof envs[i],
+                 "{\"school\":\"%s\",\"source\":\"gate\",\"id\":\"g-%zu\","
+                 "\"occurred_at\":\"2026-03-02T%s:00+08:00\",%s}",
+                 evs[i][0], i, evs[i][1], evs[i][2]);
+        p[i] = envs[i];
+    }
+    static const char ledger[] =
+        "SELECT concat_ws(E'\\n',"
+        " (SELECT json_agg(v ORDER BY v.id)::text FROM ledger.visits v),"
+        " (SELECT json_agg(c ORDER BY c.ts, c.card)::text FROM ledger.card_events c),"
+        " (SELECT json_agg(s ORDER BY s.id)::text FROM ledger.schools s))";
+
+    fh_t *fh = s_host(NULL, "2026-03-02T09:00:00+08:00");
+    for (size_t i = 0; i < N(evs); i++)
+        assert_int_equal(fh_handle(fh, p[i]), 0);
+    json_t *refused_one = fh_take_emitted(fh);
+    PGresult *res = PQexec(fh_db(fh), ledger);
+    char *one = strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    fh_destroy(&s_live);
+
+    fh = s_host(NULL, "2026-03-02T09:00:00+08:00");
+    assert_int_equal(fh_handle_batch(fh, p, N(evs), true), 0);
+    json_t *refused_batch = fh_take_emitted(fh);
+    res = PQexec(fh_db(fh), ledger);
+    char *batch = strdup(PQgetvalue(res, 0, 0));
+    PQclear(res);
+
+    /* Not an empty comparison: two refusals, eight visits, both cards. */
+    assert_int_equal(fh_count(refused_one, "ledger.rejected"), 2);
+    assert_int_equal(s_sql_long(fh, "SELECT count(*) FROM ledger.visits"), 8);
+    assert_int_equal(s_sql_long(fh, "SELECT count(*) FROM ledger.card_events"), 2);
+    char *a = json_dumps(refused_one, JSON_COMPACT | JSON_SORT_KEYS);
+    char *b = json_dumps(refused_batch, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_string_equal(a, b);
+    assert_string_equal(one, batch);
+    free(a);
+    free(b);
+    free(one);
+    free(batch);
+    json_decref(refused_one);
+    json_decref(refused_batch);
+
+    /* A batch rolled back leaves nothing waiting for the next. */
+    assert_int_equal(fh_handle_batch(fh, p, 3, false), -ECANCELED);
+    assert_int_equal(fh_handle_batch(fh, p + 3, 1, true), 0);
+    assert_int_equal(s_sql_long(fh, "SELECT count(*) FROM ledger.visits"), 8);
+}
+
 /* ---- agreements -------------------------------------------------------------------------- */
 
 /* Pupils' cards handed over as the daemon does, several to a transaction. */
@@ -1387,6 +1483,7 @@ int main(void)
         cmocka_unit_test_teardown(test_outings, s_teardown),
         cmocka_unit_test_teardown(test_gate, s_teardown),
         cmocka_unit_test_teardown(test_card_batches, s_teardown),
+        cmocka_unit_test_teardown(test_gate_batch_as_one_by_one, s_teardown),
         cmocka_unit_test_teardown(test_agreements, s_teardown),
         cmocka_unit_test_teardown(test_ledger_sections, s_teardown),
         cmocka_unit_test_teardown(test_assessment, s_teardown),
