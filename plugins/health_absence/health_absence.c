@@ -345,10 +345,10 @@ static int s_configure(sc_ctx_t *ctx, struct ha_state *st)
  * Each event is applied with as few statements as it can be: a round trip costs more
  * than the work of any one of them. The statements that register something also make
  * sure the school (and its district) are known, with a first report instant, and move
- * history_from back when data is older (S_TOUCH); the school's row is rewritten only
- * when something in it changes, not once per event. Their first parameters are shared:
- * $1 school, $2 district, $3 time zone, $4 today, $5 the event's date, $6 report_time,
- * $7 school_days, $8 the daemon's clock.
+ * history_from back when data is older (S_TOUCH, or its form for many rows in
+ * ha_reported); the school's row is rewritten only when something in it changes, not
+ * once per event. S_TOUCH's parameters: $1 school, $2 district, $3 time zone, $4 today,
+ * $5 the event's date, $6 report_time, $7 school_days, $8 the daemon's clock.
  */
 #define S_TOUCH                                                                                    \
     " school_seen AS (UPDATE health.schools"                                                       \
@@ -408,7 +408,7 @@ static const struct ha_stmt s_stmts[] = {
      " event = EXCLUDED.event, recorded_at = EXCLUDED.recorded_at)," S_TOUCH " SELECT 1"},
     /*
      * Pupils' absences, one a day each, merged with what is stored: members an event
-     * leaves out keep their stored values. $1 the absences as JSON rows (see s_row; no
+     * leaves out keep their stored values. $1 the absences as JSON rows (see s_on_reported; no
      * two of one pupil and day), $2 report_time, $3 school_days, $4 trace_cutoff. A row's
      * symptoms (JSON; absent: keep the stored ones and their syndromes) come with their
      * syndromes and primary syndrome.
