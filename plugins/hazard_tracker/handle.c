@@ -567,7 +567,7 @@ static int s_report_done(s_op_t *op, const PGresult *res, int r, const json_t *r
     if (!PQgetisnull(res, r, R_DEADLINE)) {
         if (strcmp(risk, "major") != 0 || !op->cfg->report_major_to_district)
             return 0;
-        return s_emit_major(op, sc_json_str(row, "reporter"), sc_json_int(row, "found_us", 0),
+        return s_emit_major(op, sc_json_str(row, "reporter"), sc_json_time(row, "found_at", 0),
                             sc_pq_time(res, r, R_DEADLINE, 0), json_object_get(row, "origin"), res,
                             r);
     }
@@ -624,11 +624,11 @@ static int s_flush(sc_ctx_t *ctx, ht_state_t *st)
                                .type = "hazard.reported",
                                .school = sc_json_str(row, "school"),
                                .district = sc_json_str(row, "district"),
-                               .occurred_at = sc_json_int(row, "at_us", 0),
+                               .occurred_at = sc_json_time(row, "at", 0),
                                .data = json_object_get(row, "data")};
         s_op_t op = {
             .ctx = ctx, .st = st, .cfg = &st->cfg, .ev = &ev, .code = sc_json_str(row, "hazard")};
-        sc_time_format(ev.occurred_at, op.at);
+        snprintf(op.at, sizeof op.at, "%s", sc_json_str(row, "at"));
         snprintf(op.now, sizeof op.now, "%s", sc_json_str(row, "now"));
         snprintf(op.evid, sizeof op.evid, "%" PRId64, ev.id);
         rc = s_report_done(&op, res, (int)i, row);
@@ -709,7 +709,7 @@ static int s_reported(s_op_t *op)
     row = json_pack(
         "{s:I, s:s, s:s, s:s*, s:s, s:s, s:s*, s:s*, s:s, s:s, s:s*, s:s, s:s,"
         " s:O, s:o, s:I, s:o, s:s*, s:s*, s:s*, s:s*, s:i, s:s, s:s*, s:s*, s:s*,"
-        " s:s*, s:s*, s:O, s:I, s:I}",
+        " s:s*, s:s*, s:O}",
         "ord", (json_int_t)json_array_size(st->pending), "school", op->ev->school, "hazard",
         op->code, "district", op->ev->district, "tz", tz, "title", sc_json_str(d, "title"),
         "description", sc_json_str(d, "description"), "location", sc_json_str(d, "location"),
@@ -720,7 +720,7 @@ static int s_reported(s_op_t *op)
         "limit_time", limit_time, "limit_date", limit_date, "days", s_default_days(op, risk), "now",
         op->now, "measures", c[K_MEASURES], "responsible", c[K_RESPONSIBLE], "funds", c[K_FUNDS],
         "emergency_plan", c[K_EMERGENCY_PLAN], "interim_measures", c[K_INTERIM_MEASURES], "hist",
-        hist, "found_us", (json_int_t)found_at, "at_us", (json_int_t)op->ev->occurred_at);
+        hist);
     if (!row || json_array_append_new(st->pending, row) < 0 ||
         json_object_set_new(st->pending_keys, key, json_true()) < 0)
         goto out;

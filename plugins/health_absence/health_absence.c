@@ -722,7 +722,7 @@ static int s_flush(sc_ctx_t *ctx, struct ha_state *st)
                                .type = "health.absence.reported",
                                .school = sc_json_str(row, "school"),
                                .district = sc_json_str(row, "district"),
-                               .occurred_at = sc_json_int(row, "at", 0)};
+                               .occurred_at = sc_json_time(row, "occurred_at", 0)};
         rc = s_after_write(ctx, st, &ev, res, (int)i, sc_json_str(row, "tz"));
     }
 out:
@@ -798,18 +798,17 @@ static int s_on_reported(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *e
         (rc = s_flush(ctx, st)) < 0)
         goto out;
     rc = -ENOMEM;
-    row = json_pack("{s:I, s:s, s:s*, s:s, s:s, s:s, s:s, s:s, s:s, s:s*, s:s, s:O*, s:O*,"
-                    " s:s*, s:s*, s:o*, s:s*, s:s*, s:s*, s:I, s:s, s:I, s:s*}",
-                    "ord", (json_int_t)json_array_size(st->pending), "school", ev->school,
-                    "district", ev->district, "tz", tz, "today", today, "date", date, "now",
-                    sc_time_format(sc_now(ctx), now_s), "student", student, "class",
-                    sc_json_str(d, "class"), "grade", grade[0] ? grade : NULL, "reason",
-                    sc_json_str(d, "reason"), "symptoms", sym_json, "syndromes", syn_json,
-                    "syndrome", primary, "onset", s_given(d, "onset"), "seen_doctor", seen,
-                    "diagnosis", s_given(d, "diagnosis"), "disease",
-                    s_given(d, "suspected_disease"), "note", s_given(d, "note"), "event",
-                    (json_int_t)ev->id, "occurred_at", sc_time_format(ev->occurred_at, when), "at",
-                    (json_int_t)ev->occurred_at, "actor", ev->actor);
+    row = json_pack(
+        "{s:I, s:s, s:s*, s:s, s:s, s:s, s:s, s:s, s:s, s:s*, s:s, s:O*, s:O*,"
+        " s:s*, s:s*, s:o*, s:s*, s:s*, s:s*, s:I, s:s, s:s*}",
+        "ord", (json_int_t)json_array_size(st->pending), "school", ev->school, "district",
+        ev->district, "tz", tz, "today", today, "date", date, "now",
+        sc_time_format(sc_now(ctx), now_s), "student", student, "class", sc_json_str(d, "class"),
+        "grade", grade[0] ? grade : NULL, "reason", sc_json_str(d, "reason"), "symptoms", sym_json,
+        "syndromes", syn_json, "syndrome", primary, "onset", s_given(d, "onset"), "seen_doctor",
+        seen, "diagnosis", s_given(d, "diagnosis"), "disease", s_given(d, "suspected_disease"),
+        "note", s_given(d, "note"), "event", (json_int_t)ev->id, "occurred_at",
+        sc_time_format(ev->occurred_at, when), "actor", ev->actor);
     bool personal = strcmp(sc_json_str(d, "reason"), "personal") == 0;
     if (!row || json_array_append_new(st->pending, row) < 0 ||
         json_object_set_new(st->pending_keys, key, json_true()) < 0 ||
