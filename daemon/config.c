@@ -68,7 +68,7 @@ static const struct sc_config_key s_plugins_keys[] = {
     {"pace", SC_CFG_INT, "10",
      "milliseconds a plugin waits after a batch that emptied the journal before its next, so "
      "events arriving one by one share a transaction (0: each at once; manual clock: 0)"},
-    {"yield", SC_CFG_INT, "1000",
+    {"yield", SC_CFG_INT, "300",
      "while intake is busy, milliseconds a plugin leaves between its batches (0: no yielding)"},
     {"tail", SC_CFG_INT, "65536",
      "events kept in memory after their commit, for plugins to take without reading them back "
