@@ -595,6 +595,12 @@ static int s_report_done(s_op_t *op, const PGresult *res, int r, const json_t *r
     return rc;
 }
 
+static void s_pending_drop(ht_state_t *st)
+{
+    json_array_clear(st->pending);
+    json_object_clear(st->pending_keys);
+}
+
 /*
  * Writes the reports waiting in st->pending with one statement, then does what
  * each calls for (s_report_done), in the order they came. Returns 0 or -errno;
@@ -636,8 +642,7 @@ static int s_flush(sc_ctx_t *ctx, ht_state_t *st)
 out:
     free(rows);
     PQclear(res);
-    json_array_clear(st->pending);
-    json_object_clear(st->pending_keys);
+    s_pending_drop(st);
     return rc;
 }
 
@@ -645,8 +650,7 @@ int ht__end_batch(sc_ctx_t *ctx, ht_state_t *st, bool keep)
 {
     if (keep)
         return s_flush(ctx, st);
-    json_array_clear(st->pending);
-    json_object_clear(st->pending_keys);
+    s_pending_drop(st);
     return 0;
 }
 

@@ -117,26 +117,33 @@ static int s_store(sc_ctx_t *ctx, const PGresult *res, int row, sc_time_t overdu
 }
 
 /*
- * The earliest instant anything is due, from the tables. Like the scan of what is due, planned
- * at each run: a plan kept from when the table was small would read every open hazard.
+ * Runs one of the tick's statements, planned at each run (sc_pq_exec_fresh): a plan kept from
+ * when the table was small would read every open hazard. Like ht__exec() otherwise.
  */
+static PGresult *s_fresh(sc_ctx_t *ctx, const char *sql, int n, const char *const *params, int *rc)
+{
+    PGresult *res = sc_pq_exec_fresh(sc_db(ctx), sql, n, params, rc);
+    if (!res)
+        SC_LOG_ERR(ctx, "statement failed: %s", PQerrorMessage(sc_db(ctx)));
+    return res;
+}
+
+/* The earliest instant anything is due, from the tables. */
 static int s_next(sc_ctx_t *ctx, sc_time_t *next)
 {
     int rc;
-    PGresult *res = sc_pq_exec_fresh(
-        sc_db(ctx),
-        "SELECT least("
-        "  (SELECT deadline + interval '1 second' FROM hazard.hazards"
-        "    WHERE state IN ('reported', 'assigned') AND overdue_at IS NULL"
-        "    ORDER BY deadline LIMIT 1),"
-        "  (SELECT next_reminder_at FROM hazard.hazards"
-        "    WHERE state IN ('reported', 'assigned') AND next_reminder_at IS NOT NULL"
-        "    ORDER BY next_reminder_at LIMIT 1))",
-        0, NULL, &rc);
-    if (!res) {
-        SC_LOG_ERR(ctx, "statement failed: %s", PQerrorMessage(sc_db(ctx)));
+    PGresult *res =
+        s_fresh(ctx,
+                "SELECT least("
+                "  (SELECT deadline + interval '1 second' FROM hazard.hazards"
+                "    WHERE state IN ('reported', 'assigned') AND overdue_at IS NULL"
+                "    ORDER BY deadline LIMIT 1),"
+                "  (SELECT next_reminder_at FROM hazard.hazards"
+                "    WHERE state IN ('reported', 'assigned') AND next_reminder_at IS NOT NULL"
+                "    ORDER BY next_reminder_at LIMIT 1))",
+                0, NULL, &rc);
+    if (!res)
         return rc;
-    }
     *next = sc_pq_time(res, 0, 0, SC_TIME_NEVER);
     PQclear(res);
     return 0;
@@ -165,20 +172,18 @@ int ht__tick(sc_ctx_t *ctx, const ht_config_t *cfg, sc_time_t now, sc_time_t *ne
         return rc;
     /* The deadline compared as the column itself, so hazards_due finds the due ones instead of
      * a scan of every hazard ever reported at each tick. */
-    PGresult *res = sc_pq_exec_fresh(
-        sc_db(ctx),
-        "SELECT school, hazard, district, risk, title, category, location, assignee, round,"
-        "       deadline, overdue_at, next_reminder_at, reminders_sent, state"
-        "  FROM hazard.hazards"
-        " WHERE state IN ('reported', 'assigned')"
-        "   AND ((overdue_at IS NULL AND deadline <= $1::timestamptz - interval '1 second')"
-        "        OR next_reminder_at <= $1)"
-        " ORDER BY school, hazard FOR UPDATE",
-        1, p, &rc);
-    if (!res) {
-        SC_LOG_ERR(ctx, "statement failed: %s", PQerrorMessage(sc_db(ctx)));
+    PGresult *res =
+        s_fresh(ctx,
+                "SELECT school, hazard, district, risk, title, category, location, assignee, round,"
+                "       deadline, overdue_at, next_reminder_at, reminders_sent, state"
+                "  FROM hazard.hazards"
+                " WHERE state IN ('reported', 'assigned')"
+                "   AND ((overdue_at IS NULL AND deadline <= $1::timestamptz - interval '1 second')"
+                "        OR next_reminder_at <= $1)"
+                " ORDER BY school, hazard FOR UPDATE",
+                1, p, &rc);
+    if (!res)
         return rc;
-    }
     int rows = PQntuples(res);
     rc = -ENOMEM;
     if (rows > 0 && (!(overdue = calloc((size_t)rows, sizeof *overdue)) ||
