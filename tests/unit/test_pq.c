@@ -1,4 +1,5 @@
-/* Unit tests: sc_pq_exec prepares each statement once per connection (lib/pq.c). */
+/* Unit tests: sc_pq_exec prepares each statement once per connection, sc_pq_exec_fresh never
+ * (lib/pq.c). */
 #include <safecampus/util.h>
 
 #include <setjmp.h>
@@ -103,12 +104,34 @@ static void test_a_statement_that_does_not_parse_says_why(void **state)
     PQfinish(conn);
 }
 
+/* sc_pq_exec_fresh answers the same and leaves nothing prepared: it is planned at each run. */
+static void test_fresh_runs_are_never_prepared(void **state)
+{
+    (void)state;
+    PGconn *conn = s_connect();
+    const char *p[1] = {"41"};
+    for (int i = 0; i < 3; i++) {
+        int rc = 1;
+        PGresult *res = sc_pq_exec_fresh(conn, s_sql, 1, p, &rc);
+        assert_non_null(res);
+        assert_int_equal(rc, 0);
+        assert_string_equal(PQgetvalue(res, 0, 0), "42");
+        PQclear(res);
+    }
+    assert_int_equal(s_prepared(conn, s_sql), 0);
+    int rc = 0;
+    assert_null(sc_pq_exec_fresh(conn, "SELEKT 1", 0, NULL, &rc));
+    assert_int_equal(rc, -EIO);
+    PQfinish(conn);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_prepares_once_and_answers_as_before),
         cmocka_unit_test(test_a_new_connection_starts_afresh),
         cmocka_unit_test(test_a_statement_that_does_not_parse_says_why),
+        cmocka_unit_test(test_fresh_runs_are_never_prepared),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
