@@ -202,6 +202,14 @@ bool sc__intake_busy(void);
 /* ---- db.c ---- */
 /* A session set up for the daemon (UTC, ISO dates, quiet notices). NULL with err on failure. */
 PGconn *sc__db_connect(const char *conninfo, const char *who, char *err, size_t errlen);
+/*
+ * The same without blocking: a connection being made (PQconnectPoll goes on with it; NULL
+ * when libpq is out of memory), and the monotonic ms by which it must be ready. Once
+ * PQconnectPoll says PGRES_POLLING_OK, sc__db_session sets it up.
+ */
+PGconn *sc__db_connect_start(const char *conninfo, const char *who, int64_t *deadline_ms);
+/* The session settings of every connection of the daemon; 0, or < 0 with err written. */
+int sc__db_session(PGconn *conn, char *err, size_t errlen);
 /* Runs a statement without parameters; 0, -EAGAIN or -EIO. */
 int sc__db_exec(PGconn *conn, const char *sql);
 /* A text[] literal of a JSON array of strings, each quoted and escaped (new string). */
@@ -231,9 +239,9 @@ typedef struct sc__daemon {
 /* inproc endpoints between the daemon's threads */
 #define SC__PUBLISH_PIPE "inproc://sc-publish"
 
-/* ---- ingest.c: the ROUTER thread and the journal writer thread ---- */
+/* ---- ingest.c: the ROUTER socket and the journal's connection, in one thread ---- */
 int sc__ingest_start(sc__daemon_t *d, char *err, size_t errlen);
-/* Stops intake, waits for the batch in flight to be journaled and acked, joins both threads. */
+/* Stops intake, waits for what was taken to be journaled and acked, joins the thread. */
 void sc__ingest_stop(sc__daemon_t *d);
 /* Frees the emptied batch chunks kept for reuse, once nothing publishes any more. */
 void sc__ingest_spare_free(void);

@@ -5,8 +5,11 @@ Written in Python on purpose: the wire contract is exercised from outside the C 
 
 import json
 import os
+import select
 import signal
+import socket
 import subprocess
+import threading
 import time
 
 import zmq
@@ -247,6 +250,135 @@ def test_postgresql_outage_is_ridden_out():
         for k, v in saved.items():
             os.environ[k] = v
         subprocess.run([pg, "destroy", cluster], capture_output=True)
+
+
+class _Gate:
+    """A TCP relay to the test cluster that can turn into a black hole: it then drops every
+    connection it relays and holds new ones open without a word, as a database host behind a
+    failed network does (no refusal: a connection attempt just hangs)."""
+
+    def __init__(self, port):
+        self.upstream = ("127.0.0.1", int(port))
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        self.silent = False
+        self.relayed, self.held = [], []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.listener.accept()
+            except OSError:
+                return
+            with self.lock:
+                if self.silent:
+                    self.held.append(c)
+                    continue
+                u = socket.create_connection(self.upstream)
+                self.relayed += [c, u]
+            threading.Thread(target=self._pump, args=(c, u), daemon=True).start()
+
+    @staticmethod
+    def _pump(a, b):
+        try:
+            while True:
+                ready, _, _ = select.select([a, b], [], [])
+                for s in ready:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    (b if s is a else a).sendall(data)
+        except OSError:
+            return
+
+    @staticmethod
+    def _drop(socks):
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def go_silent(self):
+        with self.lock:
+            self.silent = True
+            self._drop(self.relayed)
+            self.relayed = []
+
+    def restore(self):
+        with self.lock:
+            self.silent = False
+            self._drop(self.held)
+            self.held = []
+
+    def close(self):
+        self.listener.close()
+        self.restore()
+        self._drop(self.relayed)
+
+
+def test_a_silent_database_host_never_stalls_intake():
+    # While the journal's new connection hangs (the host neither answers nor refuses), every
+    # sender is still answered at once, unavailable; once the host is back, everything resent
+    # is journaled exactly once.
+    gate = _Gate(os.environ["SC_TEST_PGPORT"])
+
+    class Gated(Daemon):
+        @property
+        def conninfo(self):
+            return "host=127.0.0.1 port=%d user=postgres dbname=%s" % (gate.port, self.dbname)
+
+    try:
+        with Gated("silent") as d:
+            acked, sent = {}, 0
+
+            def send_one(timeout):
+                nonlocal sent
+                key = "s-%d" % sent
+                sent += 1
+                t0 = time.time()
+                r = d.send_raw(json.dumps(d.envelope("probe.event", {"n": sent}, id=key)),
+                               timeout=timeout)
+                if r["ok"]:
+                    acked[key] = r["event"]
+                else:
+                    assert r["error"] == "unavailable" and r["id"] == key, r
+                return r, time.time() - t0
+
+            for _ in range(20):
+                assert send_one(5)[0]["ok"]
+            gate.go_silent()
+            # The lost connection shows at the next batch; the new one hangs from then on.
+            waits, unavailable = [], 0
+            t_end = time.time() + 3
+            while time.time() < t_end:
+                r, took = send_one(2)
+                waits.append(took)
+                unavailable += not r["ok"]
+                time.sleep(0.02)
+            assert unavailable >= len(waits) - 1, (unavailable, len(waits))
+            assert max(waits) < 1.0, max(waits)
+            assert d.request({"cmd": "status"})["database"] == "down"
+            gate.restore()
+            deadline = time.time() + 60
+            while len(acked) < sent and time.time() < deadline:
+                for i in range(sent):
+                    key = "s-%d" % i
+                    if key not in acked:
+                        r = d.send_raw(json.dumps(d.envelope("probe.event", {"n": i + 1}, id=key)))
+                        if r["ok"]:
+                            acked[key] = r["event"]
+                time.sleep(0.2)
+            assert len(acked) == sent, (len(acked), sent)
+            rows = d.sql("SELECT source_id, id FROM core.events WHERE type = 'probe.event'")
+            assert {r["source_id"]: r["id"] for r in rows} == acked
+    finally:
+        gate.close()
 
 
 def test_slow_plugin_does_not_stall_another_or_ingest():
