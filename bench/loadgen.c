@@ -19,6 +19,7 @@
 #define S_MAX_CANDS 64           /* acked events kept as candidates for a resend */
 #define S_OPEN_RING (1u << 18)   /* open loop: most events in flight per client */
 #define S_SAMPLE_NS (500 * S_MS) /* plugin lag sampling period */
+#define S_TICK_NS S_MS           /* open loop: shortest time between a client's wake-ups */
 
 static const char *s_usage =
     "usage: loadgen --ingest EP --control EP --conninfo STR --out FILE [options]\n"
@@ -431,7 +432,11 @@ static void *s_client_main(void *arg)
                 break;
             for (; next <= now && next < c->t_end; next += interval)
                 s_client_send(c, next);
-            s_client_wait(c, next < c->t_end ? next : c->t_end);
+            /* Wake at most once per S_TICK_NS: what came due meanwhile goes together, its
+             * latency counted from its intended time. A wake-up per event cost the load
+             * generator a third of the machine at 15 000 events/s, taken from the daemon. */
+            int64_t until = next > now + S_TICK_NS ? next : now + S_TICK_NS;
+            s_client_wait(c, until < c->t_end ? until : c->t_end);
         }
     }
     int64_t deadline = c->t_end + c->drain_ns;
