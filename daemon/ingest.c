@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 #define S_CONTROL_PIPE "inproc://sc-ingest-control"
@@ -219,8 +220,23 @@ typedef struct s_ingest {
     s_chunk_t *queue, *queue_tail;
     size_t queued;
     size_t queue_max, busy, batch_max;
-    size_t take_max; /* most messages read in one turn of the loop */
+    size_t take_max;      /* most messages read in one turn of the loop */
+    int64_t next_take_us; /* while a batch is in the database, intake reads again then */
 } s_ingest_t;
+
+/*
+ * While a batch is in the database, what arrives can only go into the next one: intake then
+ * reads at most once per S_GATHER_US, everything that came meanwhile, instead of waking for
+ * each message as it arrives (here a wake-up costs more than the message).
+ */
+#define S_GATHER_US 1000
+
+static int64_t s_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 static size_t s_inflight(const s_ingest_t *in)
 {
@@ -771,8 +787,11 @@ static void *s_ingest_main(void *arg)
     while (!stopping || j->flying || in.queue) {
         zmq_pollitem_t pi[3] = {{in.control, 0, ZMQ_POLLIN, 0}};
         int npi = 1, router_at = -1, db_at = -1;
+        int64_t now_us = s_mono_us();
         /* Intake pauses while the journal is behind: ZeroMQ's queues then push back. */
-        if (!stopping && s_inflight(&in) < in.queue_max)
+        bool open = !stopping && s_inflight(&in) < in.queue_max;
+        bool gathering = j->flying && now_us < in.next_take_us;
+        if (open && !gathering)
             pi[router_at = npi++] = (zmq_pollitem_t){in.router, 0, ZMQ_POLLIN, 0};
         if (j->flying)
             pi[db_at = npi++] = (zmq_pollitem_t){NULL, PQsocket(j->conn), ZMQ_POLLIN, 0};
@@ -780,7 +799,12 @@ static void *s_ingest_main(void *arg)
             pi[db_at = npi++] = (zmq_pollitem_t){
                 NULL, PQsocket(j->connecting),
                 j->connect_poll == PGRES_POLLING_READING ? ZMQ_POLLIN : ZMQ_POLLOUT, 0};
-        if (zmq_poll(pi, npi, s_timeout(&in)) < 0) {
+        long timeout = s_timeout(&in);
+        if (open && gathering) {
+            long t = (long)((in.next_take_us - now_us + 999) / 1000);
+            timeout = timeout < 0 || t < timeout ? t : timeout;
+        }
+        if (zmq_poll(pi, npi, timeout) < 0) {
             if (zmq_errno() == ETERM)
                 break;
             continue;
@@ -792,9 +816,15 @@ static void *s_ingest_main(void *arg)
             char cmd[16];
             zmq_recv(in.control, cmd, sizeof cmd, 0);
             stopping = true;
+            open = false;
         }
-        if (router_at >= 0 && (pi[router_at].revents & ZMQ_POLLIN))
+        /* Read when told to, and when the answer came: what arrived since the last read
+         * then joins the batch sent next rather than the one after. */
+        if (open &&
+            ((router_at >= 0 && (pi[router_at].revents & ZMQ_POLLIN)) || (db_ready && j->flying))) {
             s_intake(&in);
+            in.next_take_us = s_mono_us() + S_GATHER_US;
+        }
         s_journal_turn(&in, db_ready && j->conn);
         if (in.busy > 0 && s_inflight(&in) >= in.busy)
             atomic_store(&sc__stats.busy_until_ms, sc__mono_ms() + S_BUSY_HOLD_MS);
