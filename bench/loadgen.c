@@ -4,10 +4,12 @@
 #include <getopt.h>
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -30,10 +32,12 @@ static const char *s_usage =
     "  --open LIST      open loop: arrival rates in %% of the best closed-loop rate (25,50,80;\n"
     "                   none: no open-loop steps)\n"
     "  --catchup S      longest wait for the plugins after a step (default 60)\n"
-    "  --tag CODE       prefix of event ids (default: random)\n";
+    "  --tag CODE       prefix of event ids (default: random)\n"
+    "  --refinsert PATH run PATH --batched-only for 1 s right before and right after the\n"
+    "                   widest closed-loop step: the limit R_db is taken against\n";
 
 typedef struct s_opts {
-    const char *ingest, *control, *conninfo, *out;
+    const char *ingest, *control, *conninfo, *out, *refinsert;
     double seconds, warmup, catchup;
     int clients;
     int windows[S_MAX_LIST], nwindows;
@@ -985,19 +989,14 @@ static int s_list(const char *s, int *out, int max)
 
 static int s_parse_opts(int argc, char **argv, s_opts_t *o)
 {
-    static const struct option longopts[] = {{"ingest", required_argument, NULL, 'i'},
-                                             {"control", required_argument, NULL, 'c'},
-                                             {"conninfo", required_argument, NULL, 'd'},
-                                             {"out", required_argument, NULL, 'o'},
-                                             {"seconds", required_argument, NULL, 's'},
-                                             {"warmup", required_argument, NULL, 'w'},
-                                             {"clients", required_argument, NULL, 'k'},
-                                             {"windows", required_argument, NULL, 'W'},
-                                             {"open", required_argument, NULL, 'O'},
-                                             {"catchup", required_argument, NULL, 'C'},
-                                             {"tag", required_argument, NULL, 't'},
-                                             {"help", no_argument, NULL, 'h'},
-                                             {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {
+        {"ingest", required_argument, NULL, 'i'},   {"control", required_argument, NULL, 'c'},
+        {"conninfo", required_argument, NULL, 'd'}, {"out", required_argument, NULL, 'o'},
+        {"seconds", required_argument, NULL, 's'},  {"warmup", required_argument, NULL, 'w'},
+        {"clients", required_argument, NULL, 'k'},  {"windows", required_argument, NULL, 'W'},
+        {"open", required_argument, NULL, 'O'},     {"catchup", required_argument, NULL, 'C'},
+        {"tag", required_argument, NULL, 't'},      {"refinsert", required_argument, NULL, 'R'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     *o = (s_opts_t){.seconds = 5, .warmup = 1, .catchup = 60, .clients = 4};
     o->nwindows = s_list("1,64,256,1024", o->windows, S_MAX_LIST);
     o->nopen = s_list("25,50,80", o->open_pct, S_MAX_LIST);
@@ -1033,6 +1032,9 @@ static int s_parse_opts(int argc, char **argv, s_opts_t *o)
         case 't':
             snprintf(o->tag, sizeof o->tag, "%s", optarg);
             break;
+        case 'R':
+            o->refinsert = optarg;
+            break;
         case 'W':
             if ((o->nwindows = s_list(optarg, o->windows, S_MAX_LIST)) < 0)
                 return -EINVAL;
@@ -1051,6 +1053,44 @@ static int s_parse_opts(int argc, char **argv, s_opts_t *o)
         o->clients < 1 || o->clients > 64)
         return -EINVAL;
     return 0;
+}
+
+extern char **environ;
+
+/*
+ * The batched-insert limit right beside a step: `refinsert --batched-only` for one second
+ * while the clients are idle. That limit drifts by a factor of two within minutes here (disk
+ * flushes), so R_db is taken against what the database allowed next to the step, not only
+ * in the run's first and last minutes. Returns refinsert's batched phase (new reference:
+ * rows_per_s, statement_ms, …) or NULL.
+ */
+static json_t *s_reference_beside(const s_opts_t *o, const char *step, const char *when)
+{
+    char path[1024], label[64];
+    pid_t pid;
+    int status;
+    snprintf(path, sizeof path, "%s.beside-%s.json", o->out, when);
+    snprintf(label, sizeof label, "%s-%s", when, step);
+    char *argv[] = {(char *)o->refinsert,
+                    "--conninfo",
+                    (char *)o->conninfo,
+                    "--batched-only",
+                    "--seconds",
+                    "1",
+                    "--label",
+                    label,
+                    "--out",
+                    path,
+                    NULL};
+    if (posix_spawn(&pid, o->refinsert, NULL, NULL, argv, environ) != 0)
+        return NULL;
+    if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return NULL;
+    json_t *r = json_load_file(path, 0, NULL);
+    json_t *batched = json_incref(json_object_get(r, "batched_insert"));
+    json_decref(r);
+    unlink(path);
+    return batched;
 }
 
 int main(int argc, char **argv)
@@ -1111,10 +1151,20 @@ int main(int argc, char **argv)
     json_t *commit = bench_lat_summary(&commits);
     bench_lat_free(&commits);
     all_pass &= pass;
+    int widest = 0;
+    for (int i = 1; i < o.nwindows; i++)
+        if (o.windows[i] > o.windows[widest])
+            widest = i;
     for (int i = 0; i < o.nwindows; i++) {
         s_step_t st = {.clients = o.clients, .window = o.windows[i]};
         snprintf(st.name, sizeof st.name, "w%d", o.windows[i]);
+        bool beside = o.refinsert && i == widest;
+        json_t *ref_before = beside ? s_reference_beside(&o, st.name, "before") : NULL;
         json_t *s = s_run_step(&o, db, &st, &pass);
+        if (beside)
+            json_object_set_new(s, "reference_beside",
+                                json_pack("{s:o?, s:o?}", "before", ref_before, "after",
+                                          s_reference_beside(&o, st.name, "after")));
         all_pass &= pass;
         if (sc_json_num(s, "acked_per_s", 0) > best)
             best = sc_json_num(s, "acked_per_s", 0);

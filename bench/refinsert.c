@@ -16,7 +16,8 @@ static const char *s_usage =
     "  --seconds S   time in the database per phase, at most 1.5 for one-row commits (default 5)\n"
     "  --batch N     rows per statement and per COPY (default 1000)\n"
     "  --label L     names this run in the output and in the rows' source (default ref)\n"
-    "  --journal-conninfo STR  also call core.journal_append in this scratch database\n";
+    "  --journal-conninfo STR  also call core.journal_append in this scratch database\n"
+    "  --batched-only  the batched insert alone (the load generator's reference beside a step)\n";
 
 static const char *const s_columns =
     "id, type, school, district, source, source_id, occurred_at, received_at, actor, data";
@@ -433,6 +434,7 @@ int main(int argc, char **argv)
                                              {"label", required_argument, NULL, 'l'},
                                              {"help", no_argument, NULL, 'h'},
                                              {"journal-conninfo", required_argument, NULL, 'j'},
+                                             {"batched-only", no_argument, NULL, 'B'},
                                              {NULL, 0, NULL, 0}};
     const char *conninfo = NULL, *path = NULL, *jconninfo = NULL;
     PGconn *jdb = NULL;
@@ -440,6 +442,7 @@ int main(int argc, char **argv)
     json_t *result = NULL, *batched = NULL, *copy = NULL, *single = NULL, *select1 = NULL;
     json_t *journal = NULL;
     int c, rc = 1;
+    bool batched_only = false;
     while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
         case 'd':
@@ -459,6 +462,9 @@ int main(int argc, char **argv)
             break;
         case 'j':
             jconninfo = optarg;
+            break;
+        case 'B':
+            batched_only = true;
             break;
         default:
             fputs(s_usage, stderr);
@@ -486,6 +492,10 @@ int main(int argc, char **argv)
     fprintf(stderr, "refinsert: %s: batched insert ...", r.label);
     if (!(batched = s_batched(&r)) || s_exec(r.db, "TRUNCATE bench_ref") < 0)
         goto out;
+    if (batched_only) {
+        fprintf(stderr, " %.0f rows/s\n", sc_json_num(batched, "rows_per_s", 0));
+        goto write;
+    }
     if (jconninfo) {
         jdb = PQconnectdb(jconninfo);
         if (PQstatus(jdb) != CONNECTION_OK) {
@@ -507,12 +517,13 @@ int main(int argc, char **argv)
         s_exec(r.db, "TRUNCATE bench_ref") < 0)
         goto out;
     fprintf(stderr, " p50 %.3f ms\n", sc_json_num(json_object_get(single, "latency_ms"), "p50", 0));
+write:;
     char now[SC_TIME_LEN];
     result =
-        json_pack("{s:s, s:s, s:I, s:O, s:O*, s:O, s:O, s:O, s:o}", "label", r.label, "finished_at",
-                  sc_time_format(bench_wall_us(), now), "batch_rows", (json_int_t)r.batch,
-                  "batched_insert", batched, "journal_append", journal, "copy", copy,
-                  "single_commit", single, "select1", select1, "settings", s_settings(r.db));
+        json_pack("{s:s, s:s, s:I, s:O, s:O*, s:O*, s:O*, s:O*, s:o}", "label", r.label,
+                  "finished_at", sc_time_format(bench_wall_us(), now), "batch_rows",
+                  (json_int_t)r.batch, "batched_insert", batched, "journal_append", journal, "copy",
+                  copy, "single_commit", single, "select1", select1, "settings", s_settings(r.db));
     if (!result || json_dump_file(result, path, JSON_INDENT(1)) < 0) {
         fprintf(stderr, "refinsert: could not write %s\n", path);
         goto out;

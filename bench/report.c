@@ -137,6 +137,14 @@ static void s_ref_row(const json_t *refs, const char *what, const char *unit, co
     printf("\n");
 }
 
+/* The mean batched-insert rate measured right before and after a step, or 0 when it was not. */
+static double s_beside(const json_t *step)
+{
+    const json_t *b = json_object_get(step, "reference_beside");
+    double before = s_num(b, "before.rows_per_s"), after = s_num(b, "after.rows_per_s");
+    return before > 0 && after > 0 ? (before + after) / 2 : 0;
+}
+
 static int s_mkdirs(const char *dir)
 {
     char cmd[1024];
@@ -252,6 +260,21 @@ int main(int argc, char **argv)
         printf("  %-46s %12s%*s\n", "one-row commit, beside w1k1 (loadgen)", "p50/p99 ms",
                12 * (nref + 1), a);
     }
+    /* R_db's limit: the batched insert measured right before and after the widest step. */
+    const json_t *big = s_step(load, "w1024");
+    if (!big)
+        big = json_array_get(json_object_get(load, "steps"),
+                             json_array_size(json_object_get(load, "steps")) - 1);
+    double beside = s_beside(big);
+    if (beside > 0) {
+        char what[64];
+        snprintf(what, sizeof what, "batched INSERT, beside %s (loadgen)",
+                 sc_json_str(big, "name"));
+        snprintf(a, sizeof a, "%.0f/%.0f",
+                 s_num(json_object_get(big, "reference_beside"), "before.rows_per_s"),
+                 s_num(json_object_get(big, "reference_beside"), "after.rows_per_s"));
+        printf("  %-46s %12s%*s%12.0f\n", what, "rows/s", 12 * nref, a, beside);
+    }
     snprintf(a, sizeof a, "%.3f/%.3f", zmq_p50, zmq_p99);
     printf("  %-46s %12s%*s\n", "ZeroMQ round trip, DEALER-ROUTER loopback", "p50/p99 ms",
            12 * (nref + 1), a);
@@ -267,11 +290,11 @@ int main(int argc, char **argv)
         const char *by;
         bool caught;
         s_worst(st, &max_lag, &slope, &by, &catchup, &caught, &left);
-        double rate = s_num(st, "acked_per_s");
+        double rate = s_num(st, "acked_per_s"), limit = s_beside(st) > 0 ? s_beside(st) : ref_ins;
         snprintf(k, sizeof k, "%s%s", sc_json_str(st, "name"), s_behind(st, &behind));
         printf("  %-8s %3d %5d %9.0f %6.2f %7s %7s %7s %10s %9.1f %8s %8lld %8s  %s\n", k,
                (int)s_num(st, "clients"), (int)s_num(st, "window"), rate,
-               ref_ins > 0 ? rate / ref_ins : 0,
+               limit > 0 ? rate / limit : 0,
                s_fmt(a, sizeof a, "%.2f", s_num(st, "latency_ms.p50")),
                s_fmt(b, sizeof b, "%.2f", s_num(st, "latency_ms.p99")),
                s_fmt(d, sizeof d, "%.2f", s_num(st, "latency_ms.p999")),
@@ -308,10 +331,6 @@ int main(int argc, char **argv)
                "(BENCH_CATCHUP)\n");
 
     /* Plugins: what each handled per second while the load ran and while it caught up. */
-    const json_t *big = s_step(load, "w1024");
-    if (!big)
-        big = json_array_get(json_object_get(load, "steps"),
-                             json_array_size(json_object_get(load, "steps")) - 1);
     printf("\nplugins       handled/s while catching up after %s; max lag in each step "
            "(events behind the journal head)\n  %-22s %10s",
            big ? sc_json_str(big, "name") : "-", "plugin", "handled/s");
@@ -344,7 +363,9 @@ int main(int argc, char **argv)
             best_name = sc_json_str(st, "name");
         }
     }
-    double r_db = ref_ins > 0 && top >= 0 ? top / ref_ins : -1;
+    double limit = beside > 0 ? beside : ref_ins;
+    double r_db = limit > 0 && top >= 0 ? top / limit : -1;
+    double r_db_run = ref_ins > 0 && top >= 0 ? top / ref_ins : -1;
     double r_copy = ref_copy > 0 && top >= 0 ? top / ref_copy : -1;
     double r_fn = ref_ins > 0 && ref_fn > 0 ? ref_fn / ref_ins : -1;
     double r_d = ref_fn > 0 && top >= 0 ? top / ref_fn : -1;
@@ -371,8 +392,12 @@ int main(int argc, char **argv)
     }
     printf("\nheadline                                                          value     "
            "target\n");
-    printf("  R_db   = acked/s at W=1024 / batched INSERT rows/s          %10s   >= %.2f  %s\n",
-           s_fmt(a, sizeof a, "%.2f", r_db), S_TARGET_RDB, r_db >= S_TARGET_RDB ? "met" : "MISSED");
+    printf("  R_db   = acked/s at W=1024 / batched INSERT rows/s %-9s %10s   >= %.2f  %s\n",
+           beside > 0 ? "beside it" : "", s_fmt(a, sizeof a, "%.2f", r_db), S_TARGET_RDB,
+           r_db >= S_TARGET_RDB ? "met" : "MISSED");
+    if (beside > 0)
+        printf("  R_db against the run's first and last minutes (before/after) %9s\n",
+               s_fmt(a, sizeof a, "%.2f", r_db_run));
     if (big && sc_json_int(big, "lag_at_start", 0) > 1000)
         printf("           (%s started %lld positions behind: see *)\n", sc_json_str(big, "name"),
                (long long)sc_json_int(big, "lag_at_start", 0));
@@ -407,8 +432,10 @@ int main(int argc, char **argv)
            (long long)missing, (long long)dups, (long long)refused, (long long)wrong,
            all_pass ? "met" : "FAILED");
 
-    headline = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:I, s:I, s:I, s:b}",
-                         "r_db", r_db >= 0 ? json_real(r_db) : json_null(), "r_db_best",
+    headline = json_pack("{s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:o, s:b, s:I, s:I, s:I, "
+                         "s:b}",
+                         "r_db", r_db >= 0 ? json_real(r_db) : json_null(), "r_db_run",
+                         r_db_run >= 0 ? json_real(r_db_run) : json_null(), "r_db_best",
                          ref_ins > 0 ? json_real(best / ref_ins) : json_null(), "r_copy",
                          r_copy >= 0 ? json_real(r_copy) : json_null(), "r_fn",
                          r_fn >= 0 ? json_real(r_fn) : json_null(), "r_d",
@@ -419,12 +446,13 @@ int main(int argc, char **argv)
                          p99 >= 0 ? json_real(p99) : json_null(), "lag_bounded_at_50pct", bounded,
                          "missing", (json_int_t)missing, "duplicates", (json_int_t)dups, "refused",
                          (json_int_t)refused, "pass", all_pass);
-    out = json_pack("{s:s, s:i, s:s, s:o, s:{s:f, s:f, s:f, s:f, s:f, s:f, s:f}, s:O, s:O}",
-                    "finished_at", stamp, "cores", cores, "note", note, "headline", headline,
-                    "limits", "batched_insert_rows_per_s", ref_ins, "journal_append_rows_per_s",
-                    ref_fn, "copy_rows_per_s", ref_copy, "commit_p50_ms", commit_p50,
-                    "commit_p99_ms", commit_p99, "zmq_rtt_p50_ms", zmq_p50, "pq_rtt_p50_ms", pq_p50,
-                    "reference", refs, "load", load);
+    out =
+        json_pack("{s:s, s:i, s:s, s:o, s:{s:f, s:f, s:f, s:f, s:f, s:f, s:f, s:f}, s:O, s:O}",
+                  "finished_at", stamp, "cores", cores, "note", note, "headline", headline,
+                  "limits", "batched_insert_beside_rows_per_s", beside, "batched_insert_rows_per_s",
+                  ref_ins, "journal_append_rows_per_s", ref_fn, "copy_rows_per_s", ref_copy,
+                  "commit_p50_ms", commit_p50, "commit_p99_ms", commit_p99, "zmq_rtt_p50_ms",
+                  zmq_p50, "pq_rtt_p50_ms", pq_p50, "reference", refs, "load", load);
     headline = NULL;
     char path[1024], latest[1024], file[64];
     snprintf(file, sizeof file, "%.19s", stamp);
