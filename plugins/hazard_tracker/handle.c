@@ -436,13 +436,20 @@ static char *s_timezone(s_op_t *op)
  */
 static const s_stmt_t s_report_stmt = {
     "ht_report",
-    "WITH i AS (SELECT * FROM json_to_recordset($1::json) AS r(ord int, school text,"
+    /* The JSON members are read as json and cast: read as jsonb by json_to_recordset they
+     * cost 14 us each, a third of the statement. */
+    "WITH i AS (SELECT r.ord, r.school, r.hazard, r.district, r.tz, r.title, r.description,"
+    "   r.location, r.category, r.risk, r.reporter, r.found_at, r.at, r.origin::jsonb AS origin,"
+    "   r.attachments::jsonb AS attachments, r.event, r.data::jsonb AS data, r.deadline_time,"
+    "   r.deadline_date, r.limit_time, r.limit_date, r.days, r.now, r.measures, r.responsible,"
+    "   r.funds, r.emergency_plan, r.interim_measures, r.hist::jsonb AS hist"
+    "  FROM json_to_recordset($1::json) AS r(ord int, school text,"
     "   hazard text, district text, tz text, title text, description text, location text,"
     "   category text, risk text, reporter text, found_at timestamptz, at timestamptz,"
-    "   origin jsonb, attachments jsonb, event bigint, data jsonb, deadline_time timestamptz,"
+    "   origin json, attachments json, event bigint, data json, deadline_time timestamptz,"
     "   deadline_date date, limit_time timestamptz, limit_date date, days int,"
     "   now timestamptz, measures text, responsible text, funds text, emergency_plan text,"
-    "   interim_measures text, hist jsonb)),"
+    "   interim_measures text, hist json)),"
     " given AS ("
     "  SELECT i.ord, coalesce(x.d, x.t) AS deadline, coalesce(x.t, x.d) AS time_limit"
     "    FROM i, LATERAL (SELECT coalesce(i.deadline_time, ((i.deadline_date + 1)::timestamp"
