@@ -212,7 +212,6 @@ typedef struct s_journal {
 } s_journal_t;
 
 typedef struct s_ingest {
-    struct sc__ingest *self;
     sc__daemon_t *d;
     void *router, *control, *publish;
     s_journal_t j;
@@ -760,7 +759,7 @@ static long s_timeout(const s_ingest_t *in)
 static void *s_ingest_main(void *arg)
 {
     struct sc__ingest *self = arg;
-    s_ingest_t in = {.self = self, .d = self->d};
+    s_ingest_t in = {.d = self->d};
     s_journal_t *j = &in.j;
     pthread_setname_np(pthread_self(), "sc-ingest");
     const json_t *core = in.d->cfg->core;

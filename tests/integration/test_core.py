@@ -198,6 +198,24 @@ def test_kill_9_mid_stream_then_resend_loses_nothing_and_doubles_nothing():
         assert h["handled"] == h["distinct_events"] == total, h
 
 
+
+def _resend_until_journaled(d, acked, sent, prefix):
+    """Resends every probe event not acked yet (ids prefix-0 … prefix-<sent-1>, data {"n": i})
+    until all are, then checks the journal holds each once, under the number it was acked with."""
+    deadline = time.time() + 60
+    while len(acked) < sent and time.time() < deadline:
+        for i in range(sent):
+            key = "%s-%d" % (prefix, i)
+            if key not in acked:
+                r = d.send_raw(json.dumps(d.envelope("probe.event", {"n": i}, id=key)))
+                if r["ok"]:
+                    acked[key] = r["event"]
+        time.sleep(0.2)
+    assert len(acked) == sent, (len(acked), sent)
+    rows = d.sql("SELECT source_id, id FROM core.events WHERE type = 'probe.event'")
+    assert {r["source_id"]: r["id"] for r in rows} == acked
+
+
 def test_postgresql_outage_is_ridden_out():
     cluster = os.path.join(TOP, ".pg", "outage-%d" % os.getpid())
     pg = os.path.join(TOP, "scripts", "pg")
@@ -228,20 +246,7 @@ def test_postgresql_outage_is_ridden_out():
                         unavailable += 1
                 if phase == "down":
                     assert unavailable > 0
-            # Resend every unacked event until the daemon has reconnected and takes them.
-            deadline = time.time() + 60
-            while len(acked) < sent and time.time() < deadline:
-                for i in range(sent):
-                    key = "o-%d" % i
-                    if key in acked:
-                        continue
-                    r = d.send_raw(json.dumps(d.envelope("probe.event", {"n": i}, id=key)))
-                    if r["ok"]:
-                        acked[key] = r["event"]
-                time.sleep(0.2)
-            assert len(acked) == sent, (len(acked), sent)
-            rows = d.sql("SELECT source_id, id FROM core.events WHERE type = 'probe.event'")
-            assert {r["source_id"]: r["id"] for r in rows} == acked
+            _resend_until_journaled(d, acked, sent, "o")
             d.sync()
             h = d.query("probe", "count")
             assert h["handled"] == h["distinct_events"] == sent, h
@@ -340,10 +345,10 @@ def test_a_silent_database_host_never_stalls_intake():
             def send_one(timeout):
                 nonlocal sent
                 key = "s-%d" % sent
-                sent += 1
                 t0 = time.time()
                 r = d.send_raw(json.dumps(d.envelope("probe.event", {"n": sent}, id=key)),
                                timeout=timeout)
+                sent += 1
                 if r["ok"]:
                     acked[key] = r["event"]
                 else:
@@ -365,18 +370,7 @@ def test_a_silent_database_host_never_stalls_intake():
             assert max(waits) < 1.0, max(waits)
             assert d.request({"cmd": "status"})["database"] == "down"
             gate.restore()
-            deadline = time.time() + 60
-            while len(acked) < sent and time.time() < deadline:
-                for i in range(sent):
-                    key = "s-%d" % i
-                    if key not in acked:
-                        r = d.send_raw(json.dumps(d.envelope("probe.event", {"n": i + 1}, id=key)))
-                        if r["ok"]:
-                            acked[key] = r["event"]
-                time.sleep(0.2)
-            assert len(acked) == sent, (len(acked), sent)
-            rows = d.sql("SELECT source_id, id FROM core.events WHERE type = 'probe.event'")
-            assert {r["source_id"]: r["id"] for r in rows} == acked
+            _resend_until_journaled(d, acked, sent, "s")
     finally:
         gate.close()
 
