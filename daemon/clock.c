@@ -32,11 +32,16 @@ void sc__clock_set(sc_time_t t)
     atomic_store(&s_now, t);
 }
 
-int64_t sc__mono_ms(void)
+int64_t sc__mono_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t sc__mono_ms(void)
+{
+    return sc__mono_us() / 1000;
 }
 
 void sc__clock_save(sc__daemon_t *d)

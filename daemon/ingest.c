@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <zmq.h>
 
 #define S_CONTROL_PIPE "inproc://sc-ingest-control"
@@ -229,13 +228,6 @@ typedef struct s_ingest {
  * each message as it arrives (here a wake-up costs more than the message).
  */
 #define S_GATHER_US 1000
-
-static int64_t s_mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static size_t s_inflight(const s_ingest_t *in)
 {
@@ -786,7 +778,7 @@ static void *s_ingest_main(void *arg)
     while (!stopping || j->flying || in.queue) {
         zmq_pollitem_t pi[3] = {{in.control, 0, ZMQ_POLLIN, 0}};
         int npi = 1, router_at = -1, db_at = -1;
-        int64_t now_us = s_mono_us();
+        int64_t now_us = sc__mono_us();
         /* Intake pauses while the journal is behind: ZeroMQ's queues then push back. */
         bool open = !stopping && s_inflight(&in) < in.queue_max;
         bool gathering = j->flying && now_us < in.next_take_us;
@@ -822,7 +814,7 @@ static void *s_ingest_main(void *arg)
         if (open &&
             ((router_at >= 0 && (pi[router_at].revents & ZMQ_POLLIN)) || (db_ready && j->flying))) {
             s_intake(&in);
-            in.next_take_us = s_mono_us() + S_GATHER_US;
+            in.next_take_us = sc__mono_us() + S_GATHER_US;
         }
         s_journal_turn(&in, db_ready && j->conn);
         if (in.busy > 0 && s_inflight(&in) >= in.busy)

@@ -183,6 +183,8 @@ sc_time_t sc__clock_now(void);
 void sc__clock_set(sc_time_t t);
 /* Monotonic milliseconds, for back-off and timeouts (never the manual clock). */
 int64_t sc__mono_ms(void);
+/* The same in microseconds. */
+int64_t sc__mono_us(void);
 
 /* ---- stats (ingest.c) ---- */
 typedef struct sc__stats {
