@@ -20,6 +20,7 @@ every Daemon gets its own database, ports, control socket and plugin folder.
 
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -44,12 +45,28 @@ START = "2026-06-15T07:00:00+08:00"  # a Monday morning in term, Asia/Shanghai
 _ZCTX = zmq.Context.instance()
 
 
+_PORTS_GIVEN = set()
+
+
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A TCP port on loopback nothing is bound to, for a daemon to bind a moment later: below
+    the kernel's ephemeral range (32768 and up), so no outgoing connection can take it in the
+    meantime, and never one already given in this process (two calls in a row could both get
+    the port the kernel had just released: ingest then failed, "Address already in use")."""
+    for _ in range(1000):
+        port = random.randrange(20000, 32768)
+        if port in _PORTS_GIVEN:
+            continue
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _PORTS_GIVEN.add(port)
+        return port
+    raise RuntimeError("no free TCP port on loopback between 20000 and 32767")
 
 
 def pg_params(dbname=None):
