@@ -38,7 +38,7 @@ typedef struct s_item {
     sc__jentry_t je;
     int result; /* SC__OK or an error code, once the writer has answered */
     /* What the publisher needs once the parsed envelope is gone: it is freed by the thread
-     * that made it, since blocks freed by another thread made every malloc of the ROUTER
+     * that made it, since blocks freed by another thread made every malloc of the ingest
      * thread slow (a fifth of its time under load). */
     struct {
         char type[SC_CODE_MAX + 1], source[SC_CODE_MAX + 1];
@@ -71,7 +71,7 @@ struct sc__ingest {
 /*
  * Emptied chunks, kept for the next events: a chunk is 35 KB, and each malloc that large
  * made glibc consolidate every small block freed since (a tenth of the ingest thread's time
- * under load). The publisher empties batches, the ROUTER thread fills chunks: hence the lock.
+ * under load). The publisher empties batches, the ingest thread fills chunks: hence the lock.
  */
 #define S_SPARE_MAX 64
 static struct {

@@ -318,7 +318,7 @@ json_t *sc__directory_person(PGconn *conn, const char *person);
 json_t *sc__directory_class(PGconn *conn, const char *school, const char *klass);
 json_t *sc__directory_district_schools(PGconn *conn, const char *district, const char *default_tz);
 /*
- * What a runner may keep of the directory between transactions. The journal writer calls
+ * What a runner may keep of the directory between transactions. The ingest thread calls
  * sc__directory_sending() before it sends a batch holding directory.* events and
  * sc__directory_sent() once that batch is answered. sc__directory_epoch() is 0 while such a
  * batch is in flight (keep nothing read now), else a number that moved since any such batch
