@@ -131,8 +131,10 @@ static bool s_type_name(const char *s)
 
 void sc__envelope_clear(sc__envelope_t *env)
 {
-    json_decref(env->doc);
-    free(env->data_text);
+    if (!env->in_arena) {
+        json_decref(env->doc);
+        free(env->data_text);
+    }
     memset(env, 0, sizeof *env);
 }
 

@@ -57,6 +57,9 @@ typedef struct s_item {
 typedef struct s_chunk {
     struct s_chunk *next;
     size_t n, cap;
+    sc__arena_t arena; /* its items' parsed frames */
+    sc__jcols_t cols;  /* its items as the journal's columns */
+    bool directory;    /* it holds directory.* events: see sc__directory_epoch() */
     s_item_t items[];
 } s_chunk_t;
 
@@ -89,9 +92,15 @@ static s_chunk_t *s_chunk_new(void)
         s_spare.n--;
     }
     pthread_mutex_unlock(&s_spare.lock);
-    if (!c)
-        c = malloc(sizeof *c + S_CHUNK_ITEMS * sizeof(s_item_t));
     if (c) {
+        sc__arena_reset(&c->arena);
+        sc__jcols_reset(&c->cols);
+    } else if ((c = malloc(sizeof *c + S_CHUNK_ITEMS * sizeof(s_item_t)))) {
+        c->arena = (sc__arena_t){0};
+        c->cols = (sc__jcols_t){0};
+    }
+    if (c) {
+        c->directory = false;
         c->next = NULL;
         c->n = 0;
         c->cap = S_CHUNK_ITEMS;
@@ -105,6 +114,8 @@ void sc__ingest_spare_free(void)
     while (s_spare.list) {
         s_chunk_t *c = s_spare.list;
         s_spare.list = c->next;
+        sc__arena_release(&c->arena);
+        sc__jcols_free(&c->cols);
         free(c);
     }
     s_spare.n = 0;
@@ -121,6 +132,10 @@ static void s_chunk_free(s_chunk_t *c)
         c = NULL;
     }
     pthread_mutex_unlock(&s_spare.lock);
+    if (c) {
+        sc__arena_release(&c->arena);
+        sc__jcols_free(&c->cols);
+    }
     free(c);
 }
 
@@ -191,7 +206,10 @@ typedef struct s_flight {
     size_t n;
     sc__jentry_t *entries;
     size_t cap;
-    bool directory; /* it holds directory.* events: see sc__directory_epoch() */
+    const sc__jcols_t **parts; /* its chunks' columns, parts_cap of them at most */
+    size_t parts_cap;
+    sc__jcols_t sent; /* the arrays as sent, kept for the next batch's */
+    bool directory;   /* it holds directory.* events: see sc__directory_epoch() */
 } s_flight_t;
 
 typedef struct s_journal {
@@ -245,7 +263,10 @@ static void s_journal_load_districts(s_journal_t *j)
     PQclear(res);
 }
 
-/* After a batch is committed, before the next is sent: what its school upserts taught. */
+/*
+ * After a batch is committed: what its school upserts taught. The batch sent meanwhile may
+ * lack those districts; the journal then takes them from core.schools, committed by now.
+ */
 static void s_journal_learn(s_journal_t *j, s_chunk_t *batch)
 {
     for (s_chunk_t *c = batch; c; c = c->next) {
@@ -365,6 +386,9 @@ static int s_journal_send(s_journal_t *j, s_flight_t *f)
 {
     char err[1024];
     f->directory = false;
+    size_t nparts = 0;
+    for (s_chunk_t *c = f->batch; c; c = c->next)
+        nparts++;
     if (f->n > f->cap) {
         sc__jentry_t *e = realloc(f->entries, f->n * 2 * sizeof *e);
         if (!e)
@@ -372,25 +396,24 @@ static int s_journal_send(s_journal_t *j, s_flight_t *f)
         f->entries = e;
         f->cap = f->n * 2;
     }
-    size_t n = 0;
+    if (nparts > f->parts_cap) {
+        const sc__jcols_t **p = realloc(f->parts, nparts * 2 * sizeof *p);
+        if (!p)
+            return -ENOMEM;
+        f->parts = p;
+        f->parts_cap = nparts * 2;
+    }
+    size_t n = 0, k = 0;
     for (s_chunk_t *c = f->batch; c; c = c->next) {
-        for (size_t i = 0; i < c->n; i++) {
-            const s_item_t *it = &c->items[i];
-            sc__jentry_t *e = &f->entries[n++];
-            *e = it->je;
-            f->directory |= strncmp(e->type, "directory.", 10) == 0;
-            if (e->district || !e->school)
-                continue;
-            /* A school's own upsert is filed under the district it names, even a new one. */
-            if (strcmp(e->type, "directory.school.upserted") == 0)
-                e->district = sc_json_str(it->env.ev.data, "district");
-            else
-                e->district = json_string_value(json_object_get(j->districts, e->school));
-        }
+        f->parts[k++] = &c->cols;
+        f->directory |= c->directory;
+        for (size_t i = 0; i < c->n; i++)
+            f->entries[n++] = c->items[i].je;
     }
     if (f->directory)
         sc__directory_sending();
-    int rc = j->conn ? sc__journal_send(j->conn, f->entries, n, err, sizeof err) : -EAGAIN;
+    int rc =
+        j->conn ? sc__journal_send(j->conn, f->parts, nparts, &f->sent, err, sizeof err) : -EAGAIN;
     if (rc < 0 && j->conn)
         s_journal_failed(j, rc, err);
     return rc;
@@ -576,26 +599,28 @@ static void s_send_next(s_ingest_t *in, const s_flight_t *landed)
 
 /*
  * One turn of the journal: takes the answer to the batch in the database if it has come,
- * sends what waits as the next batch straight away — the database never waits for the acks
- * of the last — and then acks the answered one.
+ * sends what waits as the next batch straight away — the database never waits for the
+ * bookkeeping or the acks of the last — and then settles and acks the answered one.
  */
 static void s_journal_turn(s_ingest_t *in, bool readable)
 {
     s_journal_t *j = &in->j;
     s_flight_t *landed = NULL;
+    int rc = 0;
     if (j->flying && readable && (!PQconsumeInput(j->conn) || !PQisBusy(j->conn))) {
         char err[1024];
         landed = j->flying;
         j->flying = NULL;
-        int rc = sc__journal_receive(j->conn, landed->entries, landed->n, err, sizeof err);
+        rc = sc__journal_receive(j->conn, landed->entries, landed->n, err, sizeof err);
         if (rc < 0)
             s_journal_failed(j, rc, err);
-        s_journal_results(j, landed, rc);
     }
     if (!j->flying && in->queue)
         s_send_next(in, landed);
-    if (landed)
+    if (landed) {
+        s_journal_results(j, landed, rc);
         s_answered(in, landed);
+    }
 }
 
 /* ---- intake ---- */
@@ -650,9 +675,14 @@ static bool s_take(s_ingest_t *in)
     sc_time_t now = sc__clock_now();
     /* With CURVE, the ZAP handler named the connection after its source. */
     const char *user = sc__security_curve() ? zmq_msg_gets(&it->body, "User-Id") : NULL;
+    sc__arena_t *was = sc__arena_use(&chunk->arena);
     int code =
         sc__envelope_parse_as(in->d->reg, &in->d->limits, zmq_msg_data(&it->body),
                               zmq_msg_size(&it->body), now, user, &it->env, detail, sizeof detail);
+    it->env.in_arena = true;
+    if (code == SC__OK)
+        it->env.data_text = json_dumps(it->env.ev.data, JSON_COMPACT);
+    sc__arena_use(was);
     if (code == SC__OK && sc__security_curve() &&
         (!user || sc__security_check(user, &it->env.ev, detail, sizeof detail) < 0)) {
         if (!user)
@@ -664,7 +694,6 @@ static bool s_take(s_ingest_t *in)
         snprintf(detail, sizeof detail, "database: the journal is not reachable; resend later");
     }
     if (code == SC__OK) {
-        it->env.data_text = json_dumps(it->env.ev.data, JSON_COMPACT);
         if (!it->env.data_text) {
             code = SC__E_INVALID;
             snprintf(detail, sizeof detail, "data: could not be serialised");
@@ -676,10 +705,23 @@ static bool s_take(s_ingest_t *in)
         return true;
     }
     const sc_event_t *ev = &it->env.ev;
+    const char *district = ev->district;
+    /* A school's own upsert is filed under the district it names, even a new one. Another
+     * event takes its school's district as known now; the chunk keeps a copy, as an upsert
+     * journaled meanwhile may replace the known one. */
+    if (!district && ev->school && strcmp(ev->type, "directory.school.upserted") == 0) {
+        district = sc_json_str(ev->data, "district");
+    } else if (!district && ev->school) {
+        const json_t *known = json_object_get(in->j.districts, ev->school);
+        size_t len = json_string_length(known);
+        char *copy = known ? sc__arena_alloc(&chunk->arena, len + 1) : NULL;
+        if (copy)
+            district = memcpy(copy, json_string_value(known), len + 1);
+    }
     it->je = (sc__jentry_t){
         .type = ev->type,
         .school = ev->school,
-        .district = ev->district,
+        .district = district,
         .source = ev->source,
         .source_id = ev->source_id,
         .actor = ev->actor,
@@ -688,6 +730,13 @@ static bool s_take(s_ingest_t *in)
         .data = it->env.data_text,
         .data_len = strlen(it->env.data_text),
     };
+    if (sc__jcols_add(&chunk->cols, &it->je) < 0) {
+        s_reply_error(in, it->route, it->nroute, SC__E_UNAVAILABLE,
+                      "daemon: out of memory; resend later", it->env.id);
+        s_item_clear(it);
+        return true;
+    }
+    chunk->directory |= strncmp(ev->type, "directory.", 10) == 0;
     chunk->n++;
     in->queued++;
     return true;
@@ -824,8 +873,11 @@ static void *s_ingest_main(void *arg)
     PQfinish(j->conn);
     PQfinish(j->connecting);
     json_decref(j->districts);
-    free(j->slot[0].entries);
-    free(j->slot[1].entries);
+    for (int i = 0; i < 2; i++) {
+        free(j->slot[i].entries);
+        free(j->slot[i].parts);
+        sc__jcols_free(&j->slot[i].sent);
+    }
     sc__ingest_free_batch(in.queue); /* only when the context ended under us */
     zmq_close(in.router);
     zmq_close(in.publish);

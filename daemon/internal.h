@@ -6,6 +6,7 @@
 #include <safecampus/util.h>
 
 #include <pthread.h>
+#include <stdalign.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -87,6 +88,30 @@ const sc__type_t *sc__registry_type(const sc__registry_t *reg, const char *name)
 int sc__registry_slot(const sc__registry_t *reg, const char *name);
 bool sc__plugin_declares(const struct sc_plugin *p, const char *type);
 
+/* ---- arena.c ---- */
+/*
+ * Bump allocation, all freed at once. While a thread uses an arena, every jansson allocation
+ * in that thread comes from it and jansson's frees do nothing: nothing made before may be
+ * freed, and nothing made may outlive the arena's next reset.
+ */
+typedef struct sc__arena_block {
+    struct sc__arena_block *next;
+    size_t cap;
+    alignas(max_align_t) char mem[];
+} sc__arena_block_t;
+typedef struct sc__arena {
+    sc__arena_block_t *blocks; /* the one filling first */
+    char *cur, *end;
+} sc__arena_t;
+
+void *sc__arena_alloc(sc__arena_t *a, size_t n);
+void sc__arena_reset(sc__arena_t *a);
+void sc__arena_release(sc__arena_t *a);
+/* Routes jansson's allocations through the arena hooks; once, before any thread starts. */
+void sc__arena_json_hooks(void);
+/* Makes `a` (or none: NULL) the calling thread's arena for jansson; returns the one before. */
+sc__arena_t *sc__arena_use(sc__arena_t *a);
+
 /* ---- envelope.c ---- */
 /* Reply error codes of the wire contract. */
 enum {
@@ -114,6 +139,7 @@ typedef struct sc__envelope {
     bool has_occurred;      /* occurred_at was given */
     bool source_filled;     /* source was taken from the authenticated connection */
     char *data_text;        /* data as compact JSON, once serialised */
+    bool in_arena;          /* doc and data_text are an arena's: clearing leaves them */
 } sc__envelope_t;
 
 /*
@@ -152,9 +178,27 @@ int sc__journal_prepare(PGconn *conn);
  * unreachable, or -EIO, with err written.
  */
 int sc__journal_append(PGconn *conn, sc__jentry_t *entries, size_t n, char *err, size_t errlen);
-/* The two halves of sc__journal_append: send the batch, later take the answer (it waits for
- * it unless PQisBusy says it has come). */
-int sc__journal_send(PGconn *conn, const sc__jentry_t *entries, size_t n, char *err, size_t errlen);
+/*
+ * A batch's columns in PostgreSQL's binary array format, without the arrays' headers: entries
+ * are added one by one (the ingest thread adds each as it is checked, so that sending a batch
+ * is copying, not building), and the columns of several are sent as one batch.
+ */
+#define SC__JCOLUMNS 9
+typedef struct sc__jcols {
+    sc_pqbuf_t col[SC__JCOLUMNS];
+    size_t n;
+} sc__jcols_t;
+/* Adds one entry to every column, or to none (-ENOMEM). */
+int sc__jcols_add(sc__jcols_t *c, const sc__jentry_t *e);
+void sc__jcols_reset(sc__jcols_t *c); /* empty, keeping the memory */
+void sc__jcols_free(sc__jcols_t *c);
+/*
+ * The two halves of sc__journal_append: send the batch made of the columns of `parts` in
+ * order (`buf` is scratch kept between batches, for the arrays as sent), later take the answer
+ * (it waits for it unless PQisBusy says it has come).
+ */
+int sc__journal_send(PGconn *conn, const sc__jcols_t *const *parts, size_t nparts, sc__jcols_t *buf,
+                     char *err, size_t errlen);
 int sc__journal_receive(PGconn *conn, sc__jentry_t *entries, size_t n, char *err, size_t errlen);
 /* The published form of a journaled entry (new string, caller frees) or NULL. */
 char *sc__journal_envelope(const sc__jentry_t *e);

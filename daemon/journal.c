@@ -5,18 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Offsets of the fields of sc__jentry_t that go into text arrays, in argument order. */
-static const size_t s_text_fields[] = {
-    offsetof(sc__jentry_t, type),      offsetof(sc__jentry_t, school),
-    offsetof(sc__jentry_t, district),  offsetof(sc__jentry_t, source),
-    offsetof(sc__jentry_t, source_id),
-};
-
-static const char *s_field(const sc__jentry_t *e, size_t off)
-{
-    return *(const char *const *)((const char *)e + off);
-}
-
 int sc__journal_prepare(PGconn *conn)
 {
     PGresult *res = PQprepare(conn, "sc_journal_append",
@@ -29,60 +17,82 @@ int sc__journal_prepare(PGconn *conn)
     return rc;
 }
 
-int sc__journal_send(PGconn *conn, const sc__jentry_t *entries, size_t n, char *err, size_t errlen)
+/* The element types of the columns, in argument order. */
+static const uint32_t s_oids[SC__JCOLUMNS] = {
+    SC_PQ_TEXTOID,        SC_PQ_TEXTOID,        SC_PQ_TEXTOID, SC_PQ_TEXTOID,  SC_PQ_TEXTOID,
+    SC_PQ_TIMESTAMPTZOID, SC_PQ_TIMESTAMPTZOID, SC_PQ_TEXTOID, SC_PQ_JSONBOID,
+};
+
+static int s_text(sc_pqbuf_t *b, const char *s)
 {
-    sc_pqbuf_t bufs[9] = {{0}};
-    int rc = -ENOMEM;
+    return sc_pqfield_text(b, s, s ? strlen(s) : 0);
+}
 
-    for (size_t f = 0; f < 5; f++) {
-        bool has_null = false;
-        for (size_t i = 0; i < n; i++)
-            has_null |= s_field(&entries[i], s_text_fields[f]) == NULL;
-        if (sc_pqarray_begin(&bufs[f], n, SC_PQ_TEXTOID, has_null) < 0)
-            goto out;
-        for (size_t i = 0; i < n; i++) {
-            const char *s = s_field(&entries[i], s_text_fields[f]);
-            if (sc_pqfield_text(&bufs[f], s, s ? strlen(s) : 0) < 0)
-                goto out;
+int sc__jcols_add(sc__jcols_t *c, const sc__jentry_t *e)
+{
+    size_t len[SC__JCOLUMNS];
+    for (int f = 0; f < SC__JCOLUMNS; f++)
+        len[f] = c->col[f].len;
+    if (s_text(&c->col[0], e->type) < 0 || s_text(&c->col[1], e->school) < 0 ||
+        s_text(&c->col[2], e->district) < 0 || s_text(&c->col[3], e->source) < 0 ||
+        s_text(&c->col[4], e->source_id) < 0 || sc_pqfield_time(&c->col[5], e->occurred_at) < 0 ||
+        sc_pqfield_time(&c->col[6], e->received_at) < 0 || s_text(&c->col[7], e->actor) < 0 ||
+        sc_pqfield_jsonb(&c->col[8], e->data, e->data_len) < 0) {
+        for (int f = 0; f < SC__JCOLUMNS; f++)
+            c->col[f].len = len[f];
+        return -ENOMEM;
+    }
+    c->n++;
+    return 0;
+}
+
+void sc__jcols_reset(sc__jcols_t *c)
+{
+    for (int f = 0; f < SC__JCOLUMNS; f++)
+        c->col[f].len = 0;
+    c->n = 0;
+}
+
+void sc__jcols_free(sc__jcols_t *c)
+{
+    for (int f = 0; f < SC__JCOLUMNS; f++)
+        sc_pqbuf_free(&c->col[f]);
+    c->n = 0;
+}
+
+int sc__journal_send(PGconn *conn, const sc__jcols_t *const *parts, size_t nparts, sc__jcols_t *buf,
+                     char *err, size_t errlen)
+{
+    const char *values[SC__JCOLUMNS];
+    int lengths[SC__JCOLUMNS], formats[SC__JCOLUMNS];
+    size_t n = 0;
+    for (size_t k = 0; k < nparts; k++)
+        n += parts[k]->n;
+    sc__jcols_reset(buf);
+    for (int f = 0; f < SC__JCOLUMNS; f++) {
+        sc_pqbuf_t *b = &buf->col[f];
+        /* The header's has-null flag is not trusted by the server, which looks for itself. */
+        if (sc_pqarray_begin(b, n, s_oids[f], true) < 0) {
+            snprintf(err, errlen, "out of memory building a batch of %zu events", n);
+            return -ENOMEM;
         }
-    }
-    bool actor_null = false;
-    for (size_t i = 0; i < n; i++)
-        actor_null |= entries[i].actor == NULL;
-    if (sc_pqarray_begin(&bufs[5], n, SC_PQ_TIMESTAMPTZOID, false) < 0 ||
-        sc_pqarray_begin(&bufs[6], n, SC_PQ_TIMESTAMPTZOID, false) < 0 ||
-        sc_pqarray_begin(&bufs[7], n, SC_PQ_TEXTOID, actor_null) < 0 ||
-        sc_pqarray_begin(&bufs[8], n, SC_PQ_JSONBOID, false) < 0)
-        goto out;
-    for (size_t i = 0; i < n; i++) {
-        const char *a = entries[i].actor;
-        if (sc_pqfield_time(&bufs[5], entries[i].occurred_at) < 0 ||
-            sc_pqfield_time(&bufs[6], entries[i].received_at) < 0 ||
-            sc_pqfield_text(&bufs[7], a, a ? strlen(a) : 0) < 0 ||
-            sc_pqfield_jsonb(&bufs[8], entries[i].data, entries[i].data_len) < 0)
-            goto out;
-    }
-
-    const char *values[9];
-    int lengths[9], formats[9];
-    for (int f = 0; f < 9; f++) {
-        values[f] = bufs[f].p;
-        lengths[f] = (int)bufs[f].len;
+        for (size_t k = 0; k < nparts; k++) {
+            if (sc_pqbuf_put(b, parts[k]->col[f].p, parts[k]->col[f].len) < 0) {
+                snprintf(err, errlen, "out of memory building a batch of %zu events", n);
+                return -ENOMEM;
+            }
+        }
+        values[f] = b->p;
+        lengths[f] = (int)b->len;
         formats[f] = 1;
     }
-    /* libpq copies the parameters out before it returns: the buffers can go. */
-    if (!PQsendQueryPrepared(conn, "sc_journal_append", 9, values, lengths, formats, 0)) {
+    /* libpq copies the parameters out before it returns. */
+    if (!PQsendQueryPrepared(conn, "sc_journal_append", SC__JCOLUMNS, values, lengths, formats,
+                             0)) {
         snprintf(err, errlen, "could not journal %zu events: %s", n, PQerrorMessage(conn));
-        rc = -EAGAIN;
-        goto out;
+        return -EAGAIN;
     }
-    rc = 0;
-out:
-    if (rc == -ENOMEM)
-        snprintf(err, errlen, "out of memory building a batch of %zu events", n);
-    for (int f = 0; f < 9; f++)
-        sc_pqbuf_free(&bufs[f]);
-    return rc;
+    return 0;
 }
 
 int sc__journal_receive(PGconn *conn, sc__jentry_t *entries, size_t n, char *err, size_t errlen)
@@ -109,7 +119,17 @@ int sc__journal_receive(PGconn *conn, sc__jentry_t *entries, size_t n, char *err
 
 int sc__journal_append(PGconn *conn, sc__jentry_t *entries, size_t n, char *err, size_t errlen)
 {
-    int rc = sc__journal_send(conn, entries, n, err, errlen);
+    sc__jcols_t cols = {0}, buf = {0};
+    const sc__jcols_t *parts[1] = {&cols};
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = sc__jcols_add(&cols, &entries[i]);
+    if (rc < 0)
+        snprintf(err, errlen, "out of memory building a batch of %zu events", n);
+    else
+        rc = sc__journal_send(conn, parts, 1, &buf, err, errlen);
+    sc__jcols_free(&cols);
+    sc__jcols_free(&buf);
     return rc < 0 ? rc : sc__journal_receive(conn, entries, n, err, errlen);
 }
 

@@ -205,6 +205,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    sc__arena_json_hooks();
     sc__log_init();
 
     char err[2048];
