@@ -60,54 +60,168 @@ static int s_depth(const char *buf, size_t len, int limit)
 }
 
 /* A type name: lowercase dotted words, "hazard.reported". */
+/* Where a member sits, for a refusal's detail: "data.a[2].b". Written only when needed. */
+typedef struct s_path {
+    const struct s_path *up;
+    const char *key; /* NULL: an array's element */
+    size_t index;
+} s_path_t;
+
+static size_t s_path_format(const s_path_t *p, char *out, size_t cap)
+{
+    size_t n = p->up ? s_path_format(p->up, out, cap) : 0;
+    int w = !p->up   ? snprintf(out + n, cap - n, "%s", p->key)
+            : p->key ? snprintf(out + n, cap - n, ".%s", p->key)
+                     : snprintf(out + n, cap - n, "[%zu]", p->index);
+    return w < 0 || (size_t)w >= cap - n ? cap - 1 : n + (size_t)w;
+}
+
 /*
  * Numbers the journal gives back as they were sent. jsonb keeps exact decimals: a real
  * written with an exponent, 1e+17 and up, comes back as a run of digits, which reads as an
  * integer or not at all, and -0.0 comes back as 0.0. So plugins see the same event taken
  * from memory or read back from the journal, such reals are refused and a negative zero
- * becomes zero. Returns -1 with `detail` naming the member.
+ * becomes zero (*changed is then set). Returns -1 with `detail` naming the member.
  */
-static int s_numbers(json_t *v, char *path, size_t used, size_t cap, char *detail, size_t dlen);
-
-/* A member's numbers, its name appended to the path: ".key" or "[i]". */
-static int s_member(json_t *m, char *path, size_t used, size_t cap, const char *sep,
-                    const char *name, char *detail, size_t dlen)
-{
-    int n = snprintf(path + used, cap - used, "%s%s%s", sep, name, *sep == '[' ? "]" : "");
-    size_t u = n < 0 || (size_t)n >= cap - used ? cap - 1 : used + (size_t)n;
-    return s_numbers(m, path, u, cap, detail, dlen);
-}
-
-static int s_numbers(json_t *v, char *path, size_t used, size_t cap, char *detail, size_t dlen)
+static int s_numbers(json_t *v, const s_path_t *path, bool *changed, char *detail, size_t dlen)
 {
     if (json_is_real(v)) {
         double x = json_real_value(v);
-        if (x == 0 && signbit(x))
+        if (x == 0 && signbit(x)) {
             json_real_set(v, 0.0);
+            *changed = true;
+        }
         if (fabs(x) < 1e17)
             return 0;
-        snprintf(detail, dlen, "%.*s: a number must be smaller than 1e17 in magnitude", (int)used,
-                 path);
+        size_t n = s_path_format(path, detail, dlen);
+        snprintf(detail + n, dlen - n, ": a number must be smaller than 1e17 in magnitude");
         return -1;
     }
-    const char *key;
+    s_path_t member = {.up = path};
     json_t *m;
-    size_t i;
     if (json_is_object(v)) {
-        json_object_foreach(v, key, m)
+        json_object_foreach(v, member.key, m)
         {
-            if (s_member(m, path, used, cap, ".", key, detail, dlen) < 0)
+            if (s_numbers(m, &member, changed, detail, dlen) < 0)
                 return -1;
         }
     } else if (json_is_array(v)) {
-        json_array_foreach(v, i, m)
+        json_array_foreach(v, member.index, m)
         {
-            char index[24];
-            snprintf(index, sizeof index, "%zu", i);
-            if (s_member(m, path, used, cap, "[", index, detail, dlen) < 0)
+            if (s_numbers(m, &member, changed, detail, dlen) < 0)
                 return -1;
         }
     }
+    return 0;
+}
+
+static bool s_space(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+/* The end of the JSON value starting at buf[i] (the frame is known to be valid JSON). */
+static size_t s_skip_value(const char *buf, size_t len, size_t i)
+{
+    if (i < len && buf[i] == '"') {
+        for (i++; i < len && buf[i] != '"'; i++)
+            if (buf[i] == '\\')
+                i++;
+        return i + 1;
+    }
+    if (i < len && (buf[i] == '{' || buf[i] == '[')) {
+        int depth = 0;
+        bool in_string = false;
+        for (; i < len; i++) {
+            char c = buf[i];
+            if (in_string) {
+                if (c == '\\')
+                    i++;
+                else if (c == '"')
+                    in_string = false;
+            } else if (c == '"') {
+                in_string = true;
+            } else if (c == '{' || c == '[') {
+                depth++;
+            } else if ((c == '}' || c == ']') && --depth == 0) {
+                return i + 1;
+            }
+        }
+        return len;
+    }
+    while (i < len && buf[i] != ',' && buf[i] != '}' && buf[i] != ']' && !s_space(buf[i]))
+        i++; /* a number, true, false or null */
+    return i;
+}
+
+static size_t s_skip_space(const char *buf, size_t len, size_t i)
+{
+    while (i < len && s_space(buf[i]))
+        i++;
+    return i;
+}
+
+/*
+ * The frame's own text of its top-level "data" member, when the journal would keep it as
+ * the parsed value: its key written without escapes, and no number in it with an exponent
+ * (jsonb keeps 1e2 as 100, an integer, where jansson reads a real).
+ */
+static bool s_data_span(const char *buf, size_t len, const char **text, size_t *n)
+{
+    size_t i = s_skip_space(buf, len, 0);
+    if (i >= len || buf[i] != '{')
+        return false;
+    for (i++;;) {
+        i = s_skip_space(buf, len, i);
+        if (i >= len || buf[i] != '"')
+            return false;
+        size_t key = ++i;
+        while (i < len && buf[i] != '"' && buf[i] != '\\')
+            i++;
+        if (i >= len || buf[i] != '"')
+            return false; /* an escape in a key: left to jansson */
+        bool is_data = i - key == 4 && memcmp(buf + key, "data", 4) == 0;
+        i = s_skip_space(buf, len, i + 1);
+        if (i >= len || buf[i] != ':')
+            return false;
+        size_t from = s_skip_space(buf, len, i + 1), to = s_skip_value(buf, len, from);
+        if (is_data) {
+            bool in_string = false;
+            for (size_t k = from; k < to; k++) {
+                char c = buf[k];
+                if (in_string) {
+                    if (c == '\\')
+                        k++;
+                    else if (c == '"')
+                        in_string = false;
+                } else if (c == '"') {
+                    in_string = true;
+                } else if ((c == 'e' || c == 'E') &&
+                           ((buf[k - 1] >= '0' && buf[k - 1] <= '9') || buf[k - 1] == '.')) {
+                    return false;
+                }
+            }
+            *text = buf + from;
+            *n = to - from;
+            return true;
+        }
+        i = s_skip_space(buf, len, to);
+        if (i >= len || buf[i] != ',')
+            return false;
+        i++;
+    }
+}
+
+int sc__envelope_data_text(sc__envelope_t *env, const char *buf, size_t len)
+{
+    if (!env->numbers_changed && s_data_span(buf, len, &env->data_text, &env->data_len))
+        return 0;
+    char *text = json_dumps(env->ev.data, JSON_COMPACT);
+    if (!text)
+        return -ENOMEM;
+    env->data_text = text;
+    env->data_len = strlen(text);
+    env->data_owned = true;
     return 0;
 }
 
@@ -133,7 +247,8 @@ void sc__envelope_clear(sc__envelope_t *env)
 {
     if (!env->in_arena) {
         json_decref(env->doc);
-        free(env->data_text);
+        if (env->data_owned)
+            free((char *)env->data_text);
     }
     memset(env, 0, sizeof *env);
 }
@@ -240,8 +355,8 @@ int sc__envelope_parse_as(const sc__registry_t *reg, const sc__limits_t *lim, co
             return SC__E_INVALID;
         }
     }
-    char path[256] = "data";
-    if (s_numbers(json_object_get(doc, "data"), path, 4, sizeof path, detail, dlen) < 0)
+    const s_path_t root = {.key = "data"};
+    if (s_numbers(json_object_get(doc, "data"), &root, &env->numbers_changed, detail, dlen) < 0)
         return SC__E_INVALID;
     if (env->type->validate && (rc = env->type->validate(ev, detail, dlen)) < 0) {
         if (!detail[0])

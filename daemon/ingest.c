@@ -680,8 +680,8 @@ static bool s_take(s_ingest_t *in)
         sc__envelope_parse_as(in->d->reg, &in->d->limits, zmq_msg_data(&it->body),
                               zmq_msg_size(&it->body), now, user, &it->env, detail, sizeof detail);
     it->env.in_arena = true;
-    if (code == SC__OK)
-        it->env.data_text = json_dumps(it->env.ev.data, JSON_COMPACT);
+    bool no_text = code == SC__OK && sc__envelope_data_text(&it->env, zmq_msg_data(&it->body),
+                                                            zmq_msg_size(&it->body)) < 0;
     sc__arena_use(was);
     if (code == SC__OK && sc__security_curve() &&
         (!user || sc__security_check(user, &it->env.ev, detail, sizeof detail) < 0)) {
@@ -694,7 +694,7 @@ static bool s_take(s_ingest_t *in)
         snprintf(detail, sizeof detail, "database: the journal is not reachable; resend later");
     }
     if (code == SC__OK) {
-        if (!it->env.data_text) {
+        if (no_text) {
             code = SC__E_INVALID;
             snprintf(detail, sizeof detail, "data: could not be serialised");
         }
@@ -728,7 +728,7 @@ static bool s_take(s_ingest_t *in)
         .occurred_at = ev->occurred_at,
         .received_at = ev->received_at,
         .data = it->env.data_text,
-        .data_len = strlen(it->env.data_text),
+        .data_len = it->env.data_len,
     };
     if (sc__jcols_add(&chunk->cols, &it->je) < 0) {
         s_reply_error(in, it->route, it->nroute, SC__E_UNAVAILABLE,

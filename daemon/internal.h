@@ -138,8 +138,11 @@ typedef struct sc__envelope {
     const char *id;         /* the sender's id, to echo (borrowed from doc), or NULL */
     bool has_occurred;      /* occurred_at was given */
     bool source_filled;     /* source was taken from the authenticated connection */
-    char *data_text;        /* data as compact JSON, once serialised */
-    bool in_arena;          /* doc and data_text are an arena's: clearing leaves them */
+    bool numbers_changed;   /* a number of data was rewritten (see s_numbers) */
+    const char *data_text;  /* data as journaled, once sc__envelope_data_text has run */
+    size_t data_len;
+    bool data_owned; /* data_text was made for it, not the frame's own */
+    bool in_arena;   /* doc and data_text are an arena's: clearing leaves them */
 } sc__envelope_t;
 
 /*
@@ -155,6 +158,12 @@ int sc__envelope_parse_as(const sc__registry_t *reg, const sc__limits_t *lim, co
                           size_t len, sc_time_t now, const char *source, sc__envelope_t *env,
                           char *detail, size_t dlen);
 void sc__envelope_clear(sc__envelope_t *env);
+/*
+ * Sets env->data_text to the text the journal keeps of an accepted frame's data: the frame's
+ * own (buf, len: the frame parsed) when the journal would read it back as parsed, else data
+ * serialised again. Returns 0 or -ENOMEM.
+ */
+int sc__envelope_data_text(sc__envelope_t *env, const char *buf, size_t len);
 
 /* ---- journal.c ---- */
 typedef struct sc__jentry {

@@ -5,7 +5,8 @@
  * validator (or the core's, for directory.*).
  *
  * Besides crashes and sanitizer reports, it fails on what would break the wire
- * contract downstream: a refusal without a detail, or a detail or id that the
+ * contract downstream: a refusal without a detail, data journaled as text that does
+ * not read back as the data accepted, or a detail or id that the
  * ingest thread could not put into its JSON reply even after sc_utf8_clean, as
  * s_reply_error does (json_pack refuses invalid UTF-8, and the sender would then
  * get no reply at all).
@@ -40,7 +41,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     return 0;
 }
 
-static void s_check(int rc, const sc__envelope_t *env, const char *detail, const char *user)
+static void s_check(int rc, sc__envelope_t *env, const char *detail, const char *user,
+                    const char *buf, size_t len)
 {
     if (s_verbose)
         fprintf(stderr, "fuzz_envelope:%s %s %s %s\n", user ? " (as " S_USER ")" : "",
@@ -73,11 +75,15 @@ static void s_check(int rc, const sc__envelope_t *env, const char *detail, const
         fz_fail("envelope: accepted %s, which only plugins raise", ev->type);
     if (env->source_filled && (!user || strcmp(ev->source, user) != 0))
         fz_fail("envelope: source filled in, but not with the connection's name");
-    /* The ingest thread journals data as compact JSON. */
-    char *text = json_dumps(ev->data, JSON_COMPACT);
-    if (!text)
+    /* The ingest thread journals data as the frame's own text when it can, else serialised
+     * again: either way it must read back as the value the validator saw. */
+    if (sc__envelope_data_text(env, buf, len) < 0)
         fz_fail("envelope: accepted data cannot be serialised");
-    free(text);
+    json_t *back = json_loadb(env->data_text, env->data_len, 0, NULL);
+    if (!back || !json_equal(back, ev->data))
+        fz_fail("envelope: data as journaled (%.*s) is not the data accepted", (int)env->data_len,
+                env->data_text);
+    json_decref(back);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -87,7 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     int plain = sc__envelope_parse(s_reg, &s_limits, (const char *)data, size, S_NOW, &env, detail,
                                    sizeof detail);
-    s_check(plain, &env, detail, NULL);
+    s_check(plain, &env, detail, NULL, (const char *)data, size);
     if (env.source_filled)
         fz_fail("envelope: source filled in without an authenticated connection");
     sc__envelope_clear(&env);
@@ -95,7 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* As read from a CURVE connection named S_USER: a missing source is that name. */
     int as = sc__envelope_parse_as(s_reg, &s_limits, (const char *)data, size, S_NOW, S_USER, &env,
                                    detail, sizeof detail);
-    s_check(as, &env, detail, S_USER);
+    s_check(as, &env, detail, S_USER, (const char *)data, size);
     if (plain == SC__OK && (as != SC__OK || env.source_filled))
         fz_fail("envelope: accepted as sent, but %s from a connection (%s)", sc__error_code(as),
                 env.source_filled ? "source filled in" : detail);

@@ -82,8 +82,8 @@ static void test_jansson_allocates_from_the_arena_in_use(void **state)
     (void)state;
     sc__arena_t a = {0};
     assert_null(sc__arena_use(&a));
-    json_t *doc = json_loads("{\"type\":\"gate.entry\",\"data\":{\"card\":\"c-1\",\"n\":[1,2.5]}}",
-                             0, NULL);
+    json_t *doc =
+        json_loads("{\"type\":\"gate.entry\",\"data\":{\"card\":\"c-1\",\"n\":[1,2.5]}}", 0, NULL);
     assert_non_null(doc);
     char *text = json_dumps(json_object_get(doc, "data"), JSON_COMPACT);
     json_decref(doc); /* a no-op: the tree stays readable until the arena is reset */

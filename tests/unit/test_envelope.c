@@ -162,12 +162,63 @@ static void test_size_limit(void **state)
     sc__envelope_clear(&env);
 }
 
+/*
+ * The text journaled for data: the frame's own when the journal reads it back as parsed,
+ * serialised again otherwise (an exponent, a negative zero made zero, an escaped key).
+ */
+static void test_data_text(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *data; /* the frame's data member, written after HAZ */
+        const char *text; /* what is journaled; NULL: the frame's own text */
+    } cases[] = {
+        {"\"data\" : {\"hazard\":\"h\", \"risk\":\"major\", \"n\":[1, 2.5e0]}",
+         "{\"hazard\":\"h\",\"risk\":\"major\",\"n\":[1,2.5]}"},
+        {"\"data\":{\"hazard\":\"h\",\"risk\":\"major\",\"n\":-0.0}",
+         "{\"hazard\":\"h\",\"risk\":\"major\",\"n\":0.0}"},
+        {"\"d\\u0061ta\":{\"hazard\":\"h\",\"risk\":\"major\"}",
+         "{\"hazard\":\"h\",\"risk\":\"major\"}"},
+        {"\"data\" :\t{ \"hazard\":\"h\", \"risk\":\"major\",\"note\":\"e1 \\\"x\\\" "
+         "1e5\",\"ok\":true,"
+         "\"n\":[-0, 10.25, null, {\"k\":[]}]} ",
+         NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char frame[512], detail[256];
+        snprintf(frame, sizeof frame, "{%s, " HAZ "}", cases[i].data);
+        sc__envelope_t env;
+        assert_int_equal(sc__envelope_parse(&s_reg, &s_limits, frame, strlen(frame), NOW, &env,
+                                            detail, sizeof detail),
+                         SC__OK);
+        assert_int_equal(sc__envelope_data_text(&env, frame, strlen(frame)), 0);
+        if (cases[i].text) {
+            assert_true(env.data_owned);
+            assert_int_equal(env.data_len, strlen(cases[i].text));
+            assert_memory_equal(env.data_text, cases[i].text, env.data_len);
+        } else {
+            /* The member's value exactly as sent, from its first byte to its last. */
+            const char *from = strchr(frame, '{') + 1;
+            from = strchr(from, '{');
+            assert_false(env.data_owned);
+            assert_ptr_equal(env.data_text, from);
+            assert_int_equal(env.data_text[env.data_len - 1], '}');
+            assert_int_equal(env.data_text[env.data_len], ' ');
+            json_t *back = json_loadb(env.data_text, env.data_len, 0, NULL);
+            assert_true(json_equal(back, env.ev.data));
+            json_decref(back);
+        }
+        sc__envelope_clear(&env);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table),
         cmocka_unit_test(test_fields_and_defaults),
         cmocka_unit_test(test_size_limit),
+        cmocka_unit_test(test_data_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
