@@ -14,7 +14,7 @@
 
 #define S_BLOCK_MIN (64 * 1024)
 /* A reset keeps this much, in one block, for the next fill; more is given back. */
-#define S_KEEP_MAX (1024 * 1024)
+#define S_KEEP_MAX (512 * 1024)
 #define S_ALIGN alignof(max_align_t)
 
 static _Thread_local sc__arena_t *s_current;
@@ -69,6 +69,22 @@ void *sc__arena_alloc(sc__arena_t *a, size_t n)
     void *p = a->cur;
     a->cur += n;
     return p;
+}
+
+sc__arena_mark_t sc__arena_mark(const sc__arena_t *a)
+{
+    return (sc__arena_mark_t){a->blocks, a->cur, a->end};
+}
+
+void sc__arena_rollback(sc__arena_t *a, sc__arena_mark_t m)
+{
+    while (a->blocks && a->blocks != m.block) {
+        sc__arena_block_t *b = a->blocks;
+        a->blocks = b->next;
+        free(b);
+    }
+    a->cur = m.cur;
+    a->end = m.end;
 }
 
 void sc__arena_release(sc__arena_t *a)

@@ -675,6 +675,8 @@ static bool s_take(s_ingest_t *in)
     sc_time_t now = sc__clock_now();
     /* With CURVE, the ZAP handler named the connection after its source. */
     const char *user = sc__security_curve() ? zmq_msg_gets(&it->body, "User-Id") : NULL;
+    /* A refused frame gives its memory back: a stream of them must not fill the chunk's. */
+    sc__arena_mark_t mark = sc__arena_mark(&chunk->arena);
     sc__arena_t *was = sc__arena_use(&chunk->arena);
     int code =
         sc__envelope_parse_as(in->d->reg, &in->d->limits, zmq_msg_data(&it->body),
@@ -702,6 +704,7 @@ static bool s_take(s_ingest_t *in)
     if (code != SC__OK) {
         s_reply_error(in, it->route, it->nroute, code, detail, it->env.id);
         s_item_clear(it);
+        sc__arena_rollback(&chunk->arena, mark);
         return true;
     }
     const sc_event_t *ev = &it->env.ev;
@@ -734,6 +737,7 @@ static bool s_take(s_ingest_t *in)
         s_reply_error(in, it->route, it->nroute, SC__E_UNAVAILABLE,
                       "daemon: out of memory; resend later", it->env.id);
         s_item_clear(it);
+        sc__arena_rollback(&chunk->arena, mark);
         return true;
     }
     chunk->directory |= strncmp(ev->type, "directory.", 10) == 0;

@@ -105,6 +105,13 @@ typedef struct sc__arena {
 } sc__arena_t;
 
 void *sc__arena_alloc(sc__arena_t *a, size_t n);
+/* Where the arena is now; rolling back to it frees everything allocated since. */
+typedef struct sc__arena_mark {
+    sc__arena_block_t *block;
+    char *cur, *end;
+} sc__arena_mark_t;
+sc__arena_mark_t sc__arena_mark(const sc__arena_t *a);
+void sc__arena_rollback(sc__arena_t *a, sc__arena_mark_t m);
 void sc__arena_reset(sc__arena_t *a);
 void sc__arena_release(sc__arena_t *a);
 /* Routes jansson's allocations through the arena hooks; once, before any thread starts. */

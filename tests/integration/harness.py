@@ -256,6 +256,13 @@ log: { level = "%s"; };
             self._dealer.connect("tcp://127.0.0.1:%d" % self.ingest_port)
         return self._dealer
 
+    def new_dealer(self):
+        """A DEALER of its own on ingest, for replies kept apart from dealer()'s."""
+        s = _ZCTX.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.connect("tcp://127.0.0.1:%d" % self.ingest_port)
+        return s
+
     def send_raw(self, frame, timeout=30):
         """Sends one frame (bytes or str) and returns the reply as a dict."""
         s = self.dealer()

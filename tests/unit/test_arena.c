@@ -76,6 +76,30 @@ static void test_a_reset_keeps_one_block_the_size_of_the_last_fill(void **state)
     assert_null(empty.blocks);
 }
 
+/* A refused frame's memory goes back: refusals one after another do not fill the arena. */
+static void test_a_rollback_frees_what_came_after_the_mark(void **state)
+{
+    (void)state;
+    sc__arena_t a = {0};
+    assert_non_null(sc__arena_alloc(&a, 64));
+    for (int round = 0; round < 100; round++) {
+        sc__arena_mark_t m = sc__arena_mark(&a);
+        for (int i = 0; i < 2000; i++) /* three blocks' worth */
+            assert_non_null(sc__arena_alloc(&a, 100));
+        sc__arena_rollback(&a, m);
+        assert_ptr_equal(a.cur, m.cur);
+        assert_int_equal(s_blocks(&a), 1);
+    }
+    sc__arena_release(&a);
+
+    sc__arena_t empty = {0};
+    sc__arena_mark_t m = sc__arena_mark(&empty);
+    assert_non_null(sc__arena_alloc(&empty, 100000));
+    sc__arena_rollback(&empty, m);
+    assert_null(empty.blocks);
+    assert_null(empty.cur);
+}
+
 /* jansson takes from the arena only while it is in use, and frees nothing of it meanwhile. */
 static void test_jansson_allocates_from_the_arena_in_use(void **state)
 {
@@ -203,6 +227,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_blocks_are_aligned_and_distinct),
         cmocka_unit_test(test_a_reset_keeps_one_block_the_size_of_the_last_fill),
+        cmocka_unit_test(test_a_rollback_frees_what_came_after_the_mark),
         cmocka_unit_test(test_jansson_allocates_from_the_arena_in_use),
         cmocka_unit_test(test_columns_add_whole_entries_and_join_in_order),
         cmocka_unit_test(test_parts_reach_the_server_as_one_batch),
