@@ -31,6 +31,10 @@ typedef struct sc__runner {
     uint64_t seq;    /* main's request counter */
     void *pipe;      /* the runner's end */
     int wake_fd;
+    /* Set by the ingest thread when it writes wake_fd, cleared as a batch starts: a runner
+     * already woken (waiting out plugins.pace, or yielding) is not woken again for each
+     * batch the journal commits meanwhile. */
+    atomic_bool wake_sent;
     PGconn *conn;
     void *publish;
     void *state;
@@ -564,6 +568,8 @@ static int s_read(sc__runner_t *r, int64_t cursor, int64_t head, int max, s_read
  */
 static void s_process(sc__runner_t *r, int max)
 {
+    /* Before the head is read: an event committed after it wakes the runner again. */
+    atomic_store(&r->wake_sent, false);
     int64_t cursor = atomic_load(&r->cursor);
     s_refresh_head(r);
     int64_t head = atomic_load(&sc__stats.head);
@@ -1018,12 +1024,12 @@ void sc__runners_wake_for(sc__daemon_t *d, const sc__jentry_t *e, size_t n)
 {
     uint64_t one = 1;
     for (size_t k = 0; k < d->nrunners; k++) {
-        const sc__runner_t *r = d->runners[k];
+        sc__runner_t *r = d->runners[k];
         bool hit = false;
         for (size_t i = 0; i < n && !hit; i++)
             for (const char *const *p = r->p->subscribe; p && *p && !hit; p++)
                 hit = !e[i].duplicate && strncmp(e[i].type, *p, strlen(*p)) == 0;
-        if (hit) {
+        if (hit && !atomic_exchange(&r->wake_sent, true)) {
             ssize_t w = write(r->wake_fd, &one, sizeof one);
             (void)w;
         }
