@@ -89,8 +89,9 @@ class Daemon:
     """One safecampusd with its own database. Use as a context manager."""
 
     def __init__(self, name, plugins=("probe",), config="", clock=START, manual=True, keep=False,
-                 database=None, plugin_settings="", ingest_settings=""):
+                 database=None, plugin_settings="", ingest_settings="", env=None):
         self.name = name
+        self.env = dict(os.environ, **(env or {}))  # the daemon's environment
         self.plugin_settings = plugin_settings  # more settings of the plugins group
         self.ingest_settings = ingest_settings  # and of the ingest group
         self.plugins = list(plugins)
@@ -186,7 +187,7 @@ log: { level = "%s"; };
     def start(self, wait=True, args=()):
         self.logf = open(os.path.join(self.tmp, "daemon.log"), "ab")
         self.proc = subprocess.Popen([DAEMON, "--config", self.config_path] + list(args),
-                                     stdout=self.logf, stderr=subprocess.STDOUT)
+                                     stdout=self.logf, stderr=subprocess.STDOUT, env=self.env)
         if wait:
             self.wait_ready()
         return self.proc
