@@ -274,6 +274,12 @@ int main(int argc, char **argv)
                  s_num(json_object_get(big, "reference_beside"), "before.rows_per_s"),
                  s_num(json_object_get(big, "reference_beside"), "after.rows_per_s"));
         printf("  %-46s %12s%*s%12.0f\n", what, "rows/s", 12 * nref, a, beside);
+        const json_t *rb = json_object_get(big, "reference_beside");
+        const json_t *cb = json_object_get(json_object_get(rb, "before"), "plugins_caught_up");
+        const json_t *ca = json_object_get(json_object_get(rb, "after"), "plugins_caught_up");
+        if ((cb && !json_is_true(cb)) || (ca && !json_is_true(ca)))
+            printf("    (measured while plugins were still catching up: the limit reads low and"
+                   " R_db high)\n");
     }
     snprintf(a, sizeof a, "%.3f/%.3f", zmq_p50, zmq_p99);
     printf("  %-46s %12s%*s\n", "ZeroMQ round trip, DEALER-ROUTER loopback", "p50/p99 ms",
