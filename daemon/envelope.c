@@ -120,37 +120,43 @@ static bool s_space(char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-/* The end of the JSON value starting at buf[i] (the frame is known to be valid JSON). */
-static size_t s_skip_value(const char *buf, size_t len, size_t i)
+/* An exponent's letter: after a digit or a point, outside strings (not true's or false's e). */
+static bool s_exponent(const char *buf, size_t k)
 {
-    if (i < len && buf[i] == '"') {
-        for (i++; i < len && buf[i] != '"'; i++)
-            if (buf[i] == '\\')
+    return (buf[k] == 'e' || buf[k] == 'E') && k > 0 &&
+           ((buf[k - 1] >= '0' && buf[k - 1] <= '9') || buf[k - 1] == '.');
+}
+
+/*
+ * The end of the JSON value starting at buf[i] (the frame is known to be valid JSON); sets
+ * *exponent when a number in it is written with one.
+ */
+static size_t s_skip_value(const char *buf, size_t len, size_t i, bool *exponent)
+{
+    int depth = 0;
+    bool in_string = false;
+    for (; i < len; i++) {
+        char c = buf[i];
+        if (in_string) {
+            if (c == '\\')
                 i++;
-        return i + 1;
-    }
-    if (i < len && (buf[i] == '{' || buf[i] == '[')) {
-        int depth = 0;
-        bool in_string = false;
-        for (; i < len; i++) {
-            char c = buf[i];
-            if (in_string) {
-                if (c == '\\')
-                    i++;
-                else if (c == '"')
-                    in_string = false;
-            } else if (c == '"') {
-                in_string = true;
-            } else if (c == '{' || c == '[') {
-                depth++;
-            } else if ((c == '}' || c == ']') && --depth == 0) {
+            else if (c == '"' && (in_string = false, depth == 0))
                 return i + 1;
-            }
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '{' || c == '[') {
+            depth++;
+        } else if (c == '}' || c == ']') {
+            if (depth == 0)
+                return i; /* a number, true, false or null ended with its container */
+            if (--depth == 0)
+                return i + 1;
+        } else if (depth == 0 && (c == ',' || s_space(c))) {
+            return i;
+        } else {
+            *exponent |= s_exponent(buf, i);
         }
-        return len;
     }
-    while (i < len && buf[i] != ',' && buf[i] != '}' && buf[i] != ']' && !s_space(buf[i]))
-        i++; /* a number, true, false or null */
     return i;
 }
 
@@ -164,7 +170,8 @@ static size_t s_skip_space(const char *buf, size_t len, size_t i)
 /*
  * The frame's own text of its top-level "data" member, when the journal would keep it as
  * the parsed value: its key written without escapes, and no number in it with an exponent
- * (jsonb keeps 1e2 as 100, an integer, where jansson reads a real).
+ * (jsonb keeps 1e2 as 100, an integer, where jansson reads a real). The frame was parsed:
+ * its members' keys are unique.
  */
 static bool s_data_span(const char *buf, size_t len, const char **text, size_t *n)
 {
@@ -184,26 +191,12 @@ static bool s_data_span(const char *buf, size_t len, const char **text, size_t *
         i = s_skip_space(buf, len, i + 1);
         if (i >= len || buf[i] != ':')
             return false;
-        size_t from = s_skip_space(buf, len, i + 1), to = s_skip_value(buf, len, from);
+        bool exponent = false;
+        size_t from = s_skip_space(buf, len, i + 1), to = s_skip_value(buf, len, from, &exponent);
         if (is_data) {
-            bool in_string = false;
-            for (size_t k = from; k < to; k++) {
-                char c = buf[k];
-                if (in_string) {
-                    if (c == '\\')
-                        k++;
-                    else if (c == '"')
-                        in_string = false;
-                } else if (c == '"') {
-                    in_string = true;
-                } else if ((c == 'e' || c == 'E') &&
-                           ((buf[k - 1] >= '0' && buf[k - 1] <= '9') || buf[k - 1] == '.')) {
-                    return false;
-                }
-            }
             *text = buf + from;
             *n = to - from;
-            return true;
+            return !exponent;
         }
         i = s_skip_space(buf, len, to);
         if (i >= len || buf[i] != ',')
