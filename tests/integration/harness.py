@@ -91,7 +91,7 @@ class Daemon:
     def __init__(self, name, plugins=("probe",), config="", clock=START, manual=True, keep=False,
                  database=None, plugin_settings="", ingest_settings="", env=None):
         self.name = name
-        self.env = dict(os.environ, **(env or {}))  # the daemon's environment
+        self.env = dict(env or {})  # more of the daemon's environment, over the test's own
         self.plugin_settings = plugin_settings  # more settings of the plugins group
         self.ingest_settings = ingest_settings  # and of the ingest group
         self.plugins = list(plugins)
@@ -187,7 +187,8 @@ log: { level = "%s"; };
     def start(self, wait=True, args=()):
         self.logf = open(os.path.join(self.tmp, "daemon.log"), "ab")
         self.proc = subprocess.Popen([DAEMON, "--config", self.config_path] + list(args),
-                                     stdout=self.logf, stderr=subprocess.STDOUT, env=self.env)
+                                     stdout=self.logf, stderr=subprocess.STDOUT,
+                                     env=dict(os.environ, **self.env))
         if wait:
             self.wait_ready()
         return self.proc
