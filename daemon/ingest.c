@@ -108,15 +108,20 @@ static s_chunk_t *s_chunk_new(void)
     return c;
 }
 
+static void s_chunk_destroy(s_chunk_t *c)
+{
+    sc__arena_release(&c->arena);
+    sc__jcols_free(&c->cols);
+    free(c);
+}
+
 void sc__ingest_spare_free(void)
 {
     pthread_mutex_lock(&s_spare.lock);
     while (s_spare.list) {
         s_chunk_t *c = s_spare.list;
         s_spare.list = c->next;
-        sc__arena_release(&c->arena);
-        sc__jcols_free(&c->cols);
-        free(c);
+        s_chunk_destroy(c);
     }
     s_spare.n = 0;
     pthread_mutex_unlock(&s_spare.lock);
@@ -132,11 +137,8 @@ static void s_chunk_free(s_chunk_t *c)
         c = NULL;
     }
     pthread_mutex_unlock(&s_spare.lock);
-    if (c) {
-        sc__arena_release(&c->arena);
-        sc__jcols_free(&c->cols);
-    }
-    free(c);
+    if (c)
+        s_chunk_destroy(c);
 }
 
 static void s_item_clear(s_item_t *it)
@@ -682,8 +684,11 @@ static bool s_take(s_ingest_t *in)
         sc__envelope_parse_as(in->d->reg, &in->d->limits, zmq_msg_data(&it->body),
                               zmq_msg_size(&it->body), now, user, &it->env, detail, sizeof detail);
     it->env.in_arena = true;
-    bool no_text = code == SC__OK && sc__envelope_data_text(&it->env, zmq_msg_data(&it->body),
-                                                            zmq_msg_size(&it->body)) < 0;
+    if (code == SC__OK &&
+        sc__envelope_data_text(&it->env, zmq_msg_data(&it->body), zmq_msg_size(&it->body)) < 0) {
+        code = SC__E_INVALID;
+        snprintf(detail, sizeof detail, "data: could not be serialised");
+    }
     sc__arena_use(was);
     if (code == SC__OK && sc__security_curve() &&
         (!user || sc__security_check(user, &it->env.ev, detail, sizeof detail) < 0)) {
@@ -694,12 +699,6 @@ static bool s_take(s_ingest_t *in)
     if (code == SC__OK && !in->j.conn) {
         code = SC__E_UNAVAILABLE;
         snprintf(detail, sizeof detail, "database: the journal is not reachable; resend later");
-    }
-    if (code == SC__OK) {
-        if (no_text) {
-            code = SC__E_INVALID;
-            snprintf(detail, sizeof detail, "data: could not be serialised");
-        }
     }
     if (code != SC__OK) {
         s_reply_error(in, it->route, it->nroute, code, detail, it->env.id);
