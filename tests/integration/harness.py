@@ -89,8 +89,10 @@ class Daemon:
     """One safecampusd with its own database. Use as a context manager."""
 
     def __init__(self, name, plugins=("probe",), config="", clock=START, manual=True, keep=False,
-                 database=None, plugin_settings="", ingest_settings="", env=None):
+                 database=None, plugin_settings="", ingest_settings="", clock_settings="",
+                 env=None):
         self.name = name
+        self.clock_settings = clock_settings  # more settings of the clock group, system mode
         self.env = dict(env or {})  # more of the daemon's environment, over the test's own
         self.plugin_settings = plugin_settings  # more settings of the plugins group
         self.ingest_settings = ingest_settings  # and of the ingest group
@@ -132,7 +134,7 @@ class Daemon:
         if extra is not None:
             self.extra_config = extra
         clock = 'clock: { mode = "manual"; start = "%s"; sync_timeout = 120; };' % self.clock_start \
-            if self.manual else 'clock: { mode = "system"; };'
+            if self.manual else 'clock: { mode = "system"; %s};' % _more(self.clock_settings)
         text = """# written by tests/integration/harness.py
 database: { conninfo = "%s"; reconnect_max = 2; };
 ingest: { endpoint = "tcp://127.0.0.1:%d"; %s};

@@ -442,7 +442,10 @@ def test_slow_plugin_does_not_stall_another_or_ingest():
 def test_a_trickle_of_events_shares_transactions():
     # Events sent one at a time, each waiting for its ack: the first is handled at once, the
     # rest of the trickle waits out plugins.pace and goes in one transaction, not one each.
-    with Daemon("pace", manual=False, plugin_settings="pace = 400;") as d:
+    # With ticks an hour apart, only the ingest thread's wake-ups can get the runner going: a
+    # runner woken once while it waits is still woken for what comes after its batch.
+    hour = "tick_interval = 3600;"
+    with Daemon("pace", manual=False, plugin_settings="pace = 400;", clock_settings=hour) as d:
         d.ok("probe.event", {"n": 0})
         deadline = time.time() + 10
         while d.plugin("probe")["handled"] < 1 and time.time() < deadline:
@@ -454,7 +457,7 @@ def test_a_trickle_of_events_shares_transactions():
         probe = d.plugin("probe")
         assert probe["handled"] == 30, probe
         assert probe["batches"] <= 4, probe  # without pacing: about one per event
-    with Daemon("nopace", manual=False, plugin_settings="pace = 0;") as d:
+    with Daemon("nopace", manual=False, plugin_settings="pace = 0;", clock_settings=hour) as d:
         for i in range(30):
             d.ok("probe.event", {"n": i})
             deadline = time.time() + 10
