@@ -660,6 +660,8 @@ def test_plugins_are_given_the_same_event_from_memory_and_from_the_journal():
         {"text": "食堂 \"东\" \\ 门\n\t😀", "nested": {"b": [1, 2.5, -0.0, 1e16, True, None],
                                                    "a": {}, "": []}},
         {"real": 1.0, "big": 9007199254740993, "tiny": 1.5e-7, "neg": -12, "z": ""},
+        # Written with an exponent (2e+16): the journal keeps it as a run of digits.
+        {"exp": 2e16, "ok": [0.5]},
     ]
     envs = []
     with Daemon("alike", plugins=["probe"]) as d:
