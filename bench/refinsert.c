@@ -124,7 +124,7 @@ static int s_copy_row(sc_pqbuf_t *b, const bench_event_t *e, int64_t id, sc_time
 
 /*
  * Batched INSERT … SELECT FROM unnest(…) ON CONFLICT DO NOTHING, one statement
- * (and one commit) per batch, one connection: what the journal writer does,
+ * (and one commit) per batch, one connection: what the ingest thread does,
  * without the daemon. Rates count rows offered, as the daemon's count acks.
  */
 /*
@@ -200,7 +200,7 @@ out:
 
 /*
  * The daemon's own SQL, core.journal_append, called straight from here with the
- * same binary arrays the journal writer builds, in a scratch database holding
+ * same binary arrays the ingest thread builds, in a scratch database holding
  * only the core schema (so no plugin reads what it writes): the cost of the
  * function itself, without the daemon, ZeroMQ or the plugins.
  */
@@ -235,7 +235,7 @@ static json_t *s_journal(s_ref_t *r, PGconn *db)
         bool actor_null = false;
         for (size_t i = 0; i < r->batch; i++)
             actor_null |= !evs[i].actor[0];
-        /* The district as the daemon's writer passes it, from the schools it knows. */
+        /* The district as the ingest thread passes it, from the schools it knows. */
         for (int f = 0; f < 5 && rc == 0; f++)
             rc = sc_pqarray_begin(&b[f], r->batch, SC_PQ_TEXTOID, false);
         if (rc == 0)

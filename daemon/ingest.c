@@ -36,21 +36,15 @@ typedef struct s_item {
     zmq_msg_t body;
     sc__envelope_t env;
     sc__jentry_t je;
-    int result; /* SC__OK or an error code, once the writer has answered */
-    /* What the publisher needs once the parsed envelope is gone: it is freed by the thread
-     * that made it, since blocks freed by another thread made every malloc of the ingest
-     * thread slow (a fifth of its time under load). */
-    struct {
-        char type[SC_CODE_MAX + 1], source[SC_CODE_MAX + 1];
-        bool has_occurred, source_filled;
-    } pub;
+    int result; /* SC__OK or an error code, once the journal has answered */
 } s_item_t;
 
 /*
- * Events handed to the writer together; batches are chains of chunks. A chunk holds
- * S_CHUNK_ITEMS: small enough to come from the heap (one of 1024 items took half a
- * megabyte, mapped and unmapped for each event arriving alone), large enough that a
- * burst costs the writer's pipe one message per 64 events.
+ * Events journaled together; batches are chains of chunks. A chunk holds S_CHUNK_ITEMS:
+ * small enough to come from the heap (one of 1024 items took half a megabyte, mapped and
+ * unmapped for each event arriving alone), large enough that a burst costs the journal one
+ * part per 64 events. Its arena holds its items' parsed frames until the chunk is used
+ * again, after the publisher is done with them.
  */
 #define S_CHUNK_ITEMS 64
 
@@ -179,10 +173,10 @@ void sc__ingest_publish_batch(void *pub, void *batch)
             if (!brace)
                 continue;
             int n = snprintf(head, sizeof head, "{\"event\":%lld,", (long long)it->je.event);
-            if (it->pub.source_filled)
+            if (it->env.source_filled)
                 n += snprintf(head + n, sizeof head - (size_t)n, "\"source\":\"%s\",",
-                              it->pub.source);
-            if (!it->pub.has_occurred) {
+                              it->je.source);
+            if (!it->env.has_occurred) {
                 char when[SC_TIME_LEN];
                 n += snprintf(head + n, sizeof head - (size_t)n, "\"occurred_at\":\"%s\",",
                               sc_time_format(it->je.occurred_at, when));
@@ -192,7 +186,7 @@ void sc__ingest_publish_batch(void *pub, void *batch)
             zmq_msg_init_size(&m, (size_t)n + rest);
             memcpy(zmq_msg_data(&m), head, (size_t)n);
             memcpy((char *)zmq_msg_data(&m) + n, brace + 1, rest);
-            zmq_send(pub, it->pub.type, strlen(it->pub.type), ZMQ_SNDMORE);
+            zmq_send(pub, it->je.type, strlen(it->je.type), ZMQ_SNDMORE);
             if (zmq_msg_send(&m, pub, 0) < 0)
                 zmq_msg_close(&m);
         }
@@ -543,21 +537,8 @@ static void s_answered(s_ingest_t *in, s_flight_t *f)
     for (s_chunk_t *c = batch; c; c = c->next)
         for (size_t i = 0; i < c->n; i++)
             s_reply_item(in, &c->items[i]);
-    /* The entries point into the parsed envelopes: wake the plugins before those go. */
     if (journaled)
         sc__runners_wake_for(in->d, f->entries, f->n);
-    for (s_chunk_t *c = batch; c; c = c->next) {
-        for (size_t i = 0; i < c->n; i++) {
-            s_item_t *it = &c->items[i];
-            if (journaled && !it->je.duplicate) {
-                snprintf(it->pub.type, sizeof it->pub.type, "%s", it->je.type);
-                snprintf(it->pub.source, sizeof it->pub.source, "%s", it->je.source);
-                it->pub.has_occurred = it->env.has_occurred;
-                it->pub.source_filled = it->env.source_filled;
-            }
-            sc__envelope_clear(&it->env);
-        }
-    }
     f->batch = NULL;
     f->n = 0;
     if (journaled && zmq_send(in->publish, "B", 1, ZMQ_SNDMORE) == 1 &&

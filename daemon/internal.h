@@ -358,7 +358,7 @@ bool sc__security_curve(void);
 const char *sc__security_public_key(void);
 /* Checks an event against its connection's source and grants: 0, or -EPERM with detail. */
 int sc__security_check(const char *user, const sc_event_t *ev, char *detail, size_t dlen);
-/* The writer tells of a school journaled with its district (grants by district). */
+/* The ingest thread tells of a school journaled with its district (grants by district). */
 void sc__security_school(const char *school, const char *district);
 json_t *sc__security_control(sc__daemon_t *d, const char *cmd, const json_t *req);
 

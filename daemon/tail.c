@@ -154,7 +154,7 @@ void sc__tail_append(const sc__jentry_t *e, size_t n)
     pthread_mutex_lock(&s_tail.lock);
     if (first <= s_tail.hi) {
         /* Committed before what the tail holds, handed over after it (a runner's emitted
-         * events may overtake the writer's batch): the database has it. */
+         * events may overtake the ingest thread's batch): the database has it. */
         pthread_mutex_unlock(&s_tail.lock);
         s_release_all(made, k);
         free(made);
