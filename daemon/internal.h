@@ -87,6 +87,16 @@ void sc__registry_free(sc__registry_t **reg);
 const sc__type_t *sc__registry_type(const sc__registry_t *reg, const char *name);
 int sc__registry_slot(const sc__registry_t *reg, const char *name);
 bool sc__plugin_declares(const struct sc_plugin *p, const char *type);
+/*
+ * The type prefixes a plugin is handed when it asks for `wanted` within its own
+ * `outer` list (sc_host.subscribe): every prefix both lists let through, the
+ * longer of each pair where one starts with the other, none covered by another:
+ * ["hazard.", "gate."] and ["hazard.overdue", "gate", "fire."] give
+ * ["hazard.overdue", "gate."]. A new NULL-terminated array (sc__strv_free), or
+ * NULL when out of memory.
+ */
+char **sc__subscribe_narrow(const char *const *outer, const char *const *wanted);
+void sc__strv_free(char **v);
 
 /* ---- arena.c ---- */
 /*

@@ -250,3 +250,55 @@ bool sc__plugin_declares(const struct sc_plugin *p, const char *type)
             return true;
     return false;
 }
+
+/* Whether `s` starts with `prefix`. */
+static bool s_starts(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+char **sc__subscribe_narrow(const char *const *outer, const char *const *wanted)
+{
+    size_t cap = 1, n = 0;
+    for (const char *const *o = outer; o && *o; o++)
+        for (const char *const *w = wanted; w && *w; w++)
+            cap++;
+    char **out = calloc(cap, sizeof *out);
+    if (!out)
+        return NULL;
+    /* Each pair gives the longer of the two when one starts with the other. */
+    for (const char *const *o = outer; o && *o; o++) {
+        for (const char *const *w = wanted; w && *w; w++) {
+            const char *p = s_starts(*w, *o) ? *w : s_starts(*o, *w) ? *o : NULL;
+            bool covered = !p;
+            for (size_t i = 0; i < n && !covered; i++)
+                covered = s_starts(p, out[i]);
+            if (covered)
+                continue;
+            /* It covers any kept so far that start with it. */
+            size_t k = 0;
+            for (size_t i = 0; i < n; i++) {
+                if (s_starts(out[i], p))
+                    free(out[i]);
+                else
+                    out[k++] = out[i];
+            }
+            n = k;
+            if (!(out[n] = strdup(p))) {
+                sc__strv_free(out);
+                return NULL;
+            }
+            out[++n] = NULL;
+        }
+    }
+    for (size_t i = n; i < cap; i++)
+        out[i] = NULL;
+    return out;
+}
+
+void sc__strv_free(char **v)
+{
+    for (size_t i = 0; v && v[i]; i++)
+        free(v[i]);
+    free(v);
+}

@@ -21,6 +21,18 @@ enum s_state { S_STARTING, S_RUNNING, S_BACKOFF, S_DISCONNECTED, S_FAILED, S_STO
 static const char *const s_state_names[] = {"starting",     "running", "backoff",
                                             "disconnected", "failed",  "stopped"};
 
+/*
+ * The type prefixes a runner reads for its plugin: the plugin's own list, or
+ * what it asked for in init (sc_host.subscribe). Never changed once published:
+ * the ingest thread reads the current one to wake runners while init, run again
+ * after a reload, may publish another. Each stays until the runner stops.
+ */
+typedef struct s_subs {
+    struct s_subs *older;
+    char **prefix; /* NULL-terminated */
+    char *literal; /* the same as LIKE patterns in a text[] literal, for the journal read */
+} s_subs_t;
+
 typedef struct sc__runner {
     struct sc_ctx base; /* first: plugins reach the host through it */
     sc__daemon_t *d;
@@ -40,7 +52,7 @@ typedef struct sc__runner {
     void *state;
     bool inited;
     json_t *config;
-    char *subscribe; /* text[] literal of the prefixes */
+    _Atomic(s_subs_t *) subs;
     json_t *pending; /* events emitted in the open transaction */
     json_t *schools; /* directory entries (schools, classes) read, kept while the directory
                         stays as it was (schools_epoch: see sc__directory_epoch) */
@@ -69,6 +81,72 @@ typedef struct sc__runner {
     uint64_t sync_seq;
     int64_t sync_target;
 } sc__runner_t;
+
+/*
+ * Type prefixes as LIKE patterns, in a text[] literal. A prefix test of every
+ * journal row a plugin reads: LIKE compares bytes, where starts_with counted the
+ * characters of each type first (a tenth of a catching-up plugin's time).
+ */
+static char *s_subscribe_literal(const char *const *prefixes)
+{
+    json_t *a = json_array();
+    for (const char *const *s = prefixes; s && *s; s++) {
+        char pat[512];
+        size_t n = 0;
+        for (const char *c = *s; *c && n + 3 < sizeof pat; c++) {
+            if (*c == '\\' || *c == '%' || *c == '_')
+                pat[n++] = '\\';
+            pat[n++] = *c;
+        }
+        pat[n++] = '%';
+        json_array_append_new(a, json_stringn(pat, n));
+    }
+    char *text = sc__pg_text_array(a);
+    json_decref(a);
+    return text;
+}
+
+static bool s_strv_equal(char *const *a, char *const *b)
+{
+    size_t i = 0;
+    for (; a[i] && b[i]; i++)
+        if (strcmp(a[i], b[i]) != 0)
+            return false;
+    return !a[i] && !b[i];
+}
+
+/*
+ * Makes `prefix` (taken over) the runner's list, unless it is the list already.
+ * Returns 0 or -ENOMEM (the list in force stays).
+ */
+static int s_subs_publish(sc__runner_t *r, char **prefix)
+{
+    s_subs_t *now = atomic_load(&r->subs), *subs = NULL;
+    if (!prefix || (now && s_strv_equal(now->prefix, prefix))) {
+        sc__strv_free(prefix);
+        return prefix ? 0 : -ENOMEM;
+    }
+    if (!(subs = calloc(1, sizeof *subs)) ||
+        !(subs->literal = s_subscribe_literal((const char *const *)prefix))) {
+        free(subs);
+        sc__strv_free(prefix);
+        return -ENOMEM;
+    }
+    subs->prefix = prefix;
+    subs->older = now;
+    atomic_store(&r->subs, subs);
+    return 0;
+}
+
+static void s_subs_free(sc__runner_t *r)
+{
+    for (s_subs_t *s = atomic_load(&r->subs), *older; s; s = older) {
+        older = s->older;
+        sc__strv_free(s->prefix);
+        free(s->literal);
+        free(s);
+    }
+}
 
 /* ---- the host table ---- */
 
@@ -232,6 +310,24 @@ static json_t *s_host_district_schools(sc_ctx_t *ctx, const char *district)
                                           s_runner(ctx)->d->timezone);
 }
 
+static int s_host_subscribe(sc_ctx_t *ctx, const char *const *prefixes)
+{
+    sc__runner_t *r = s_runner(ctx);
+    int rc = s_subs_publish(r, sc__subscribe_narrow(r->p->subscribe, prefixes));
+    if (rc == 0 && sc__log_level >= SC_LOG_INFO) {
+        char *list = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&list, &len);
+        for (char *const *p = atomic_load(&r->subs)->prefix; f && *p; p++)
+            fprintf(f, "%s%s", p == atomic_load(&r->subs)->prefix ? "" : " ", *p);
+        if (f)
+            fclose(f);
+        sc__log(SC_LOG_INFO, r->p->name, "reads only %s", list && *list ? list : "(nothing)");
+        free(list);
+    }
+    return rc;
+}
+
 static const struct sc_host s_host = {
     .abi = SC_PLUGIN_ABI,
     .size = sizeof(struct sc_host),
@@ -247,6 +343,7 @@ static const struct sc_host s_host = {
     .default_timezone = s_host_tz,
     .school_class = s_host_class,
     .district_schools = s_host_district_schools,
+    .subscribe = s_host_subscribe,
 };
 
 /* ---- inside the runner thread ---- */
@@ -524,7 +621,8 @@ static int s_read(sc__runner_t *r, int64_t cursor, int64_t head, int max, s_read
         }
     }
     if ((size_t)max <= r->took_cap) {
-        int n = sc__tail_take(cursor, r->p->subscribe, (size_t)max, S_WINDOW, r->took, end, &lo);
+        int n = sc__tail_take(cursor, (const char *const *)atomic_load(&r->subs)->prefix,
+                              (size_t)max, S_WINDOW, r->took, end, &lo);
         if (n >= 0) {
             b->tev = r->took;
             b->rows = n;
@@ -543,7 +641,7 @@ static int s_read(sc__runner_t *r, int64_t cursor, int64_t head, int max, s_read
     snprintf(cur, sizeof cur, "%lld", (long long)cursor);
     snprintf(lim, sizeof lim, "%d", max);
     snprintf(upto, sizeof upto, "%lld", (long long)*end);
-    const char *p[4] = {cur, r->subscribe, lim, upto};
+    const char *p[4] = {cur, atomic_load(&r->subs)->literal, lim, upto};
     PGresult *res = PQexecPrepared(r->conn, "sc_fetch", 4, p, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         int rc = sc_pq_error(r->conn, res);
@@ -1026,8 +1124,9 @@ void sc__runners_wake_for(sc__daemon_t *d, const sc__jentry_t *e, size_t n)
     for (size_t k = 0; k < d->nrunners; k++) {
         sc__runner_t *r = d->runners[k];
         bool hit = false;
+        char *const *prefix = atomic_load(&r->subs)->prefix;
         for (size_t i = 0; i < n && !hit; i++)
-            for (const char *const *p = r->p->subscribe; p && *p && !hit; p++)
+            for (char *const *p = prefix; *p && !hit; p++)
                 hit = !e[i].duplicate && strncmp(e[i].type, *p, strlen(*p)) == 0;
         if (hit && !atomic_exchange(&r->wake_sent, true)) {
             ssize_t w = write(r->wake_fd, &one, sizeof one);
@@ -1045,36 +1144,19 @@ void sc__runners_wake(sc__daemon_t *d)
     }
 }
 
-/*
- * The plugin's type prefixes as LIKE patterns, in a text[] literal. A prefix test of
- * every journal row a plugin reads: LIKE compares bytes, where starts_with counted the
- * characters of each type first (a tenth of a catching-up plugin's time).
- */
-static char *s_subscribe_literal(const struct sc_plugin *p)
-{
-    json_t *a = json_array();
-    for (const char *const *s = p->subscribe; s && *s; s++) {
-        char pat[512];
-        size_t n = 0;
-        for (const char *c = *s; *c && n + 3 < sizeof pat; c++) {
-            if (*c == '\\' || *c == '%' || *c == '_')
-                pat[n++] = '\\';
-            pat[n++] = *c;
-        }
-        pat[n++] = '%';
-        json_array_append_new(a, json_stringn(pat, n));
-    }
-    char *text = sc__pg_text_array(a);
-    json_decref(a);
-    return text;
-}
-
 int sc__runners_start(sc__daemon_t *d, char *err, size_t errlen)
 {
     d->runners = calloc(d->reg->nslots + 1, sizeof *d->runners);
     for (size_t i = 0; i < d->reg->nslots; i++) {
         sc__slot_t *slot = &d->reg->slots[i];
         sc__runner_t *r = calloc(1, sizeof *r);
+        /* The plugin's own list until its init asks for less. */
+        if (!r ||
+            s_subs_publish(r, sc__subscribe_narrow(slot->p->subscribe, slot->p->subscribe)) < 0) {
+            free(r);
+            snprintf(err, errlen, "plugin %s: out of memory", slot->p->name);
+            return -ENOMEM;
+        }
         r->base.host = &s_host;
         r->d = d;
         r->slot = slot;
@@ -1082,7 +1164,6 @@ int sc__runners_start(sc__daemon_t *d, char *err, size_t errlen)
         r->config = json_deep_copy(slot->config);
         r->pending = json_array();
         r->schools = json_object();
-        r->subscribe = s_subscribe_literal(slot->p);
         r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
         r->next_tick = SC_TIME_NEVER;
         pthread_mutex_init(&r->error_lock, NULL);
@@ -1139,7 +1220,7 @@ void sc__runners_stop(sc__daemon_t *d)
         json_decref(r->config);
         json_decref(r->pending);
         json_decref(r->schools);
-        free(r->subscribe);
+        s_subs_free(r);
         free(r->took);
         pthread_mutex_destroy(&r->error_lock);
         free(r);
@@ -1157,7 +1238,7 @@ json_t *sc__runners_list(sc__daemon_t *d)
         sc__runner_t *r = d->runners[i];
         int64_t cursor = atomic_load(&r->cursor);
         json_t *subs = json_array();
-        for (const char *const *s = r->p->subscribe; s && *s; s++)
+        for (char *const *s = atomic_load(&r->subs)->prefix; *s; s++)
             json_array_append_new(subs, json_string(*s));
         pthread_mutex_lock(&r->error_lock);
         json_t *o = json_pack(

@@ -2,6 +2,7 @@
 #ifndef SAFECAMPUS_PLUGIN_H
 #define SAFECAMPUS_PLUGIN_H
 
+#include <errno.h>
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <stdarg.h>
@@ -170,6 +171,16 @@ struct sc_host {
     json_t *(*school_class)(sc_ctx_t *ctx, const char *school, const char *klass);
     /* The schools of a district: new reference to an array of school objects, or NULL on error. */
     json_t *(*district_schools)(sc_ctx_t *ctx, const char *district);
+    /*
+     * From init only, for a plugin whose config decides what it acts on: hand
+     * handle() only events whose type starts with one of `prefixes`
+     * (NULL-terminated, copied), as far as they lie within the plugin's
+     * `subscribe` list, which stays the outer bound (a prefix outside it is
+     * dropped, a broader one cut to the parts inside it). The rest is never
+     * read for the plugin. Applies from the cursor on; init again (after a
+     * reload) may change it. Returns 0 or -errno.
+     */
+    int (*subscribe)(sc_ctx_t *ctx, const char *const *prefixes);
 };
 
 /* The first member of every context: how a plugin reaches its host. */
@@ -256,6 +267,13 @@ static inline const json_t *sc_config(sc_ctx_t *ctx)
 static inline int sc_emit(sc_ctx_t *ctx, const sc_emit_t *ev)
 {
     return ctx->host->emit(ctx, ev);
+}
+/* sc_host.subscribe; -ENOSYS from a daemon without it (the plugin's own list then holds). */
+static inline int sc_subscribe(sc_ctx_t *ctx, const char *const *prefixes)
+{
+    if (ctx->host->size < offsetof(struct sc_host, subscribe) + sizeof ctx->host->subscribe)
+        return -ENOSYS;
+    return ctx->host->subscribe(ctx, prefixes);
 }
 
 __attribute__((format(printf, 3, 4))) static inline void sc_log(sc_ctx_t *ctx, int level,

@@ -202,6 +202,89 @@ static const struct sc_config_key s_config_keys[] = {
     {NULL, 0, NULL, NULL},
 };
 
+/* What the plugin acts on whatever its policies say (see s_handle). */
+static const char *const s_own[] = {"incident.",           "fire.", "drill.", "silence.",
+                                    "notification.failed", NULL};
+
+/*
+ * Adds the types one matcher names to `types`. False when it names none and may match an
+ * event of any type: one whose sort admits an alert or a resolving event. (The sort
+ * "incident" is only ever that of incident and fire panel events, read anyway.)
+ */
+static bool s_matcher_types(const json_t *m, json_t *types)
+{
+    const json_t *t = json_object_get(m, "type"), *sort = json_object_get(m, "sort");
+    if (!t) {
+        if (!sort)
+            return false;
+        json_t *only = json_pack("{s:O}", "sort", sort);
+        json_t *alert = json_pack("{s:s}", "sort", "alert"),
+               *event = json_pack("{s:s}", "sort", "event");
+        bool any = !only || !alert || !event || ie_match(only, alert) || ie_match(only, event);
+        json_decref(only);
+        json_decref(alert);
+        json_decref(event);
+        return !any;
+    }
+    size_t i;
+    const json_t *e;
+    json_t *one = json_is_string(t) ? json_pack("[O]", t) : json_incref((json_t *)t);
+    json_array_foreach(one, i, e)
+    {
+        /* "health.*" reads as the prefix "health."; an exact type is its own prefix. */
+        const char *pat = json_string_value(e);
+        size_t n = strlen(pat);
+        json_array_append_new(types, json_stringn(pat, n && pat[n - 1] == '*' ? n - 1 : n));
+    }
+    json_decref(one);
+    return true;
+}
+
+/*
+ * Asks the core for only the events the plugin can act on: its own kinds and the
+ * types the policies match or resolve on. Gate entries, absences and hazard
+ * reports are most of a district's traffic and none of them is an alert under
+ * the built-in policies: read for nothing, they had cost this plugin a pass over
+ * every event journaled. A matcher that names no type may match anything: then
+ * the plugin's whole list stays.
+ */
+static int s_subscribe_policies(sc_ctx_t *ctx, const json_t *policies)
+{
+    json_t *types = json_array();
+    const char **list = NULL;
+    bool any = false;
+    int rc = -ENOMEM;
+    size_t i, k;
+    const json_t *p, *m;
+    if (!types)
+        return rc;
+    for (i = 0; s_own[i]; i++)
+        json_array_append_new(types, json_string(s_own[i]));
+    json_array_foreach(policies, i, p)
+    {
+        const json_t *match = json_object_get(p, "match");
+        if (json_is_object(match))
+            any |= !s_matcher_types(match, types);
+        else
+            json_array_foreach(match, k, m) any |= !s_matcher_types(m, types);
+        json_array_foreach(json_object_get(p, "resolve_on"), k, m) any |=
+            !s_matcher_types(m, types);
+    }
+    if (any) {
+        rc = 0;
+        goto out;
+    }
+    if (!(list = calloc(json_array_size(types) + 1, sizeof *list)))
+        goto out;
+    json_array_foreach(types, i, m) list[i] = json_string_value(m);
+    rc = sc_subscribe(ctx, list);
+    rc = rc == -ENOSYS ? 0 : rc; /* an older daemon: everything subscribed is read */
+out:
+    free(list);
+    json_decref(types);
+    return rc;
+}
+
 /* ---- callbacks ---- */
 
 static void s_fini(sc_ctx_t *ctx, void *state)
@@ -276,6 +359,10 @@ static int s_init(sc_ctx_t *ctx, void **state)
         goto fail;
     }
     SC_LOG_INFO(ctx, "%zu escalation policies", json_array_size(st->policies));
+    if ((rc = s_subscribe_policies(ctx, st->policies)) < 0) {
+        snprintf(err, sizeof err, "incident_escalation: could not subscribe: %s", strerror(-rc));
+        goto fail;
+    }
     return 0;
 fail:
     SC_LOG_ERR(ctx, "%s", err);

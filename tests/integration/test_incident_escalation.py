@@ -141,6 +141,27 @@ def test_overdue_hazard_is_escalated_grouped_and_resolved():
         assert d.query(PLUGIN, "open", sort="alert")["open"] == []
 
 
+def test_reads_only_the_types_its_policies_name():
+    """Gate entries are no alert under the built-in policies: the daemon never reads them for
+    the plugin, whose cursor still moves past them; a visitor overstaying still escalates."""
+    with Daemon("ie-subscribe", plugins=[PLUGIN, "ledger"]) as d:
+        d.directory()
+        subs = d.plugin(PLUGIN)["subscribe"]
+        assert "gate.overstay" in subs and "gate.exit" in subs and "gate." not in subs, subs
+        assert "hazard." not in subs and "hazard.overdue" in subs, subs
+        before = d.plugin(PLUGIN)["handled"]
+        for i in range(40):
+            d.ok("gate.entry", {"kind": "pupil", "card": "c-%d" % i}, source="cards")
+        d.ok("gate.entry", {"visit": "v-1", "name": "Zhao", "host": "p-safety"}, source="gate",
+             occurred_at="2026-06-15T07:10:00+08:00")
+        d.sync()
+        p = d.plugin(PLUGIN)
+        assert p["handled"] == before and p["lag"] == 0, p
+        d.set_time("2026-06-15T18:01:00+08:00")
+        alerts = d.query(PLUGIN, "open", sort="alert")["open"]
+        assert [(a["type"], a["subject"]) for a in alerts] == [("gate.overstay", "v-1")], alerts
+
+
 def test_drill_inhibits_alarms_and_silences_expire():
     with Daemon("ie-drill", plugins=[PLUGIN, "ledger"]) as d:
         d.directory()

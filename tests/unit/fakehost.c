@@ -27,6 +27,7 @@ struct fh {
     json_t *pending;   /* emitted in the running callback */
     json_t *committed; /* emitted and committed, not yet taken */
     int64_t next_id;
+    char **subs; /* what init asked for (sc_host.subscribe), narrowed; NULL: the plugin's own */
 };
 
 static int s_vlog_enabled(sc_ctx_t *ctx, int level)
@@ -166,6 +167,17 @@ static json_t *s_district_schools(sc_ctx_t *ctx, const char *district)
     return out;
 }
 
+static int s_subscribe(sc_ctx_t *ctx, const char *const *prefixes)
+{
+    fh_t *self = (fh_t *)ctx;
+    char **subs = sc__subscribe_narrow(self->plugin->subscribe, prefixes);
+    if (!subs)
+        return -ENOMEM;
+    sc__strv_free(self->subs);
+    self->subs = subs;
+    return 0;
+}
+
 static const struct sc_host s_host = {
     .abi = SC_PLUGIN_ABI,
     .size = sizeof(struct sc_host),
@@ -181,6 +193,7 @@ static const struct sc_host s_host = {
     .default_timezone = s_default_tz,
     .school_class = s_school_class,
     .district_schools = s_district_schools,
+    .subscribe = s_subscribe,
 };
 
 static int s_exec(PGconn *conn, const char *sql)
@@ -252,7 +265,7 @@ fh_t *fh_new(const char *so_path, const char *config_json, sc_time_t start)
         goto fail;
     snprintf(self->dbname, sizeof self->dbname, "fh_%s_%d", self->plugin->name, (int)getpid());
     char sql[160];
-    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", self->dbname);
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", self->dbname);
     s_exec(admin, sql);
     snprintf(sql, sizeof sql, "CREATE DATABASE %s", self->dbname);
     int rc = s_exec(admin, sql);
@@ -293,7 +306,7 @@ void fh_destroy(fh_t **pself)
         PGconn *admin = s_connect(self->admin_conninfo, NULL);
         if (admin) {
             char sql[160];
-            snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", self->dbname);
+            snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", self->dbname);
             s_exec(admin, sql);
             PQfinish(admin);
         }
@@ -305,6 +318,7 @@ void fh_destroy(fh_t **pself)
     json_decref(self->pending);
     json_decref(self->committed);
     free(self->admin_conninfo);
+    sc__strv_free(self->subs);
     if (self->dl)
         dlclose(self->dl);
     free(self);
@@ -456,6 +470,7 @@ int fh_handle_batch(fh_t *self, const char *const *envelopes, size_t n, bool kee
     json_t *envs = json_array();
     sc_event_t *evs = calloc(n ? n : 1, sizeof *evs);
     int rc = -EINVAL;
+    size_t taken = 0;
     for (size_t i = 0; i < n; i++) {
         json_error_t jerr;
         json_t *env = json_loads(envelopes[i], 0, &jerr);
@@ -464,10 +479,11 @@ int fh_handle_batch(fh_t *self, const char *const *envelopes, size_t n, bool kee
             goto out;
         }
         json_array_append_new(envs, env);
-        if (s_event(self, env, &evs[i]) < 0)
+        if (s_event(self, env, &evs[taken]) < 0)
             goto out;
+        taken += fh_subscribed(self, evs[taken].type); /* as the daemon: others never come */
     }
-    s_batch_t b = {evs, n, keep};
+    s_batch_t b = {evs, taken, keep};
     rc = s_in_tx(self, s_do_batch, &b);
 out:
     free(evs);
@@ -485,8 +501,9 @@ int fh_handle(fh_t *self, const char *envelope_json)
         fprintf(stderr, "fakehost: fixture is not JSON: %s\n", jerr.text);
         return rc;
     }
-    if (s_event(self, env, &ev) == 0)
-        rc = self->plugin->handle ? s_in_tx(self, s_do_handle, &ev) : 0;
+    if (s_event(self, env, &ev) == 0) /* as the daemon, only the types the plugin reads */
+        rc = self->plugin->handle && fh_subscribed(self, ev.type) ? s_in_tx(self, s_do_handle, &ev)
+                                                                  : 0;
     json_decref(env);
     return rc;
 }
@@ -570,4 +587,14 @@ size_t fh_count(const json_t *arr, const char *type)
     const json_t *e;
     json_array_foreach(arr, i, e) n += s_streq(sc_json_str(e, "type"), type);
     return n;
+}
+
+bool fh_subscribed(fh_t *self, const char *type)
+{
+    const char *const *list =
+        self->subs ? (const char *const *)self->subs : self->plugin->subscribe;
+    for (; list && *list; list++)
+        if (strncmp(type, *list, strlen(*list)) == 0)
+            return true;
+    return false;
 }

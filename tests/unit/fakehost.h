@@ -55,6 +55,12 @@ int fh_handle(fh_t *self, const char *envelope_json);
  */
 int fh_handle_batch(fh_t *self, const char *const *envelopes, size_t n, bool keep);
 
+/*
+ * Whether the daemon would hand events of `type` to the plugin: its subscribe
+ * list, or what its init asked for (sc_host.subscribe) within that list.
+ */
+bool fh_subscribed(fh_t *self, const char *type);
+
 /* Runs tick() at the clock's time in a transaction; *next gets the plugin's next instant. */
 int fh_tick(fh_t *self, sc_time_t *next);
 

@@ -1152,6 +1152,59 @@ static void test_config_policies(void **state)
     }
 }
 
+/*
+ * The plugin reads only its own kinds and the types its policies match or resolve on
+ * (sc_host.subscribe): a gate entry, an absence or a hazard report is no alert under the
+ * built-in policies, and the daemon never hands it over.
+ */
+static void test_reads_only_what_policies_name(void **state)
+{
+    (void)state;
+    fh_t *fh = s_new(NULL);
+    static const char *const read[] = {"incident.reported",
+                                       "fire.alarm",
+                                       "drill.started",
+                                       "silence.created",
+                                       "notification.failed",
+                                       "gate.overstay",
+                                       "gate.exit",
+                                       "hazard.major.reported",
+                                       "hazard.overdue",
+                                       "hazard.rectified",
+                                       "health.case.suspected",
+                                       "health.absence.traced",
+                                       "health.cluster.suspected"};
+    static const char *const skipped[] = {
+        "gate.entry",           "health.absence.reported", "hazard.reported",
+        "health.morning_check", "notification.delivered",  "leadership.member.upserted"};
+    for (size_t i = 0; i < sizeof read / sizeof read[0]; i++)
+        if (!fh_subscribed(fh, read[i]))
+            fail_msg("%s is not read", read[i]);
+    for (size_t i = 0; i < sizeof skipped / sizeof skipped[0]; i++)
+        if (fh_subscribed(fh, skipped[i]))
+            fail_msg("%s is read", skipped[i]);
+    fh_destroy(&fh);
+
+    /* A policy on every gate event reads them all, and alerts on a gate entry. */
+    fh_t *g = s_new("{\"policies\":[{\"name\":\"gates\",\"match\":{\"type\":\"gate.*\"},"
+                    "\"levels\":[{\"roles\":[\"safety_officer\"],\"ack_within\":600}]}]}");
+    assert_true(fh_subscribed(g, "gate.entry"));
+    assert_false(fh_subscribed(g, "health.absence.reported"));
+    s_event(g, "gate.entry", "sch-001", "\"kind\":\"pupil\",\"card\":\"c-1\",\"gate\":\"g\"");
+    json_t *em = fh_take_emitted(g);
+    assert_true(s_notified(em, "so-1") >= 1);
+    json_decref(em);
+    fh_destroy(&g);
+
+    /* A matcher naming no type may match anything the plugin subscribes to: all of it is
+     * read, and nothing outside its list. */
+    g = s_new("{\"policies\":[{\"name\":\"major\",\"match\":{\"risk\":\"major\"}}]}");
+    assert_true(fh_subscribed(g, "gate.entry"));
+    assert_true(fh_subscribed(g, "hazard.reported"));
+    assert_false(fh_subscribed(g, "leadership.member.upserted"));
+    fh_destroy(&g);
+}
+
 /* ---- queries ------------------------------------------------------------- */
 
 static void test_queries(void **state)
@@ -1323,6 +1376,7 @@ int main(void)
         T_(test_update_upgrades_escalation),
         T_(test_jump_catches_up_in_order),
         cmocka_unit_test(test_config_policies),
+        cmocka_unit_test(test_reads_only_what_policies_name),
         T_(test_queries),
         T_(test_own_events_are_ignored),
     };

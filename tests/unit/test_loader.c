@@ -128,12 +128,42 @@ static int s_teardown(void **state)
     return 0;
 }
 
+/* The list a plugin asks for is cut to what its own list lets through (sc_host.subscribe). */
+static void test_subscribe_narrow(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *outer[4], *wanted[5], *want;
+    } cases[] = {
+        {{"hazard.", "gate."}, {"hazard.overdue", "gate", "fire."}, "hazard.overdue gate."},
+        /* a broader prefix covers the narrower ones, whatever the order */
+        {{"hazard."}, {"hazard.overdue", "hazard.", "hazard.major"}, "hazard."},
+        {{"health.", "hazard."}, {"h"}, "health. hazard."},
+        /* the same prefix asked twice is kept once; nothing inside: nothing read */
+        {{"gate."}, {"gate.exit", "gate.exit"}, "gate.exit"},
+        {{"gate."}, {"fire."}, ""},
+        {{"gate."}, {NULL}, ""},
+        /* the list narrowed by itself is itself, less what it covers twice */
+        {{"a.", "a.b", "c"}, {"a.", "a.b", "c"}, "a. c"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char **got = sc__subscribe_narrow(cases[i].outer, cases[i].wanted), text[200] = "";
+        assert_non_null(got);
+        for (size_t k = 0; got[k]; k++)
+            snprintf(text + strlen(text), sizeof text - strlen(text), "%s%s", k ? " " : "", got[k]);
+        if (strcmp(text, cases[i].want) != 0)
+            fail_msg("case %zu: \"%s\", wanted \"%s\"", i, text, cases[i].want);
+        sc__strv_free(got);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_wrong_abi_is_refused_naming_both_versions),
         cmocka_unit_test(test_name_must_match_file),
         cmocka_unit_test(test_registry_refuses_a_bad_plugin_unless_optional),
+        cmocka_unit_test(test_subscribe_narrow),
     };
     return cmocka_run_group_tests(tests, s_setup, s_teardown);
 }
