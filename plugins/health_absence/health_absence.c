@@ -287,6 +287,24 @@ static int s_configure(sc_ctx_t *ctx, struct ha_state *st)
                 return -EINVAL;
             }
 
+    json_t *diseases = json_array(), *syndromes = json_array();
+    st->rule_similar = "false";
+    for (size_t k = 0; k < n; k++) {
+        const struct ha_rule *r = &st->rules[k];
+        if (r->disease[0])
+            json_array_append_new(diseases, json_string(r->disease));
+        else if (strcmp(r->syndrome, "*") == 0)
+            st->rule_similar = "true";
+        else
+            json_array_append_new(syndromes, json_string(r->syndrome));
+    }
+    st->rule_diseases = json_dumps(diseases, JSON_COMPACT);
+    st->rule_syndromes = json_dumps(syndromes, JSON_COMPACT);
+    json_decref(diseases);
+    json_decref(syndromes);
+    if (!st->rule_diseases || !st->rule_syndromes)
+        return -ENOMEM;
+
     st->quiet_days = (int)sc_json_int(cfg, "cluster_quiet_days", 7);
     if (st->quiet_days < 1 || st->quiet_days > 90) {
         SC_LOG_ERR(ctx, "cluster_quiet_days: must be between 1 and 90");
@@ -367,6 +385,20 @@ static int s_configure(sc_ctx_t *ctx, struct ha_state *st)
     "   AND NOT EXISTS (SELECT 1 FROM health.districts WHERE district = $2::text)"                 \
     "   ON CONFLICT (district) DO NOTHING)"
 
+/*
+ * In ha_reported, over the merged rows (m): whether a cluster rule counts an absence
+ * as it is now (S_COUNTS) and as it was stored (S_COUNTED): not personal, and of a
+ * disease a disease rule names ($5, a JSON array), with a primary syndrome when a rule
+ * counts similar symptoms ($6), or with a syndrome a syndrome rule names ($7, a JSON
+ * array). As s_key_of in cluster.c decides.
+ */
+#define S_COUNTS_IF(reason, disease, syndrome, syndromes)                                          \
+    "coalesce(" reason " <> 'personal' AND (" disease                                              \
+    " IN (SELECT json_array_elements_text($5::json)) OR ($6::boolean AND " syndrome " <> '')"      \
+    " OR " syndromes " && ARRAY(SELECT json_array_elements_text($7::json))), false)"
+#define S_COUNTS S_COUNTS_IF("m.reason", "m.disease", "m.syndrome", "m.syndromes")
+#define S_COUNTED S_COUNTS_IF("m.reason_was", "m.disease_was", "m.syndrome_was", "m.syndromes_was")
+
 /* What the statements that write an absence return of it, in the order of enum s_col. */
 #define S_CASE_COLUMNS                                                                             \
     " a.id, a.student, a.class, coalesce(a.grade, '') AS grade, health.ymd(a.date) AS date,"       \
@@ -409,9 +441,14 @@ static const struct ha_stmt s_stmts[] = {
     /*
      * Pupils' absences, one a day each, merged with what is stored: members an event
      * leaves out keep their stored values. $1 the absences as JSON rows (see s_on_reported; no
-     * two of one pupil and day), $2 report_time, $3 school_days, $4 trace_cutoff. A row's
-     * symptoms (JSON; absent: keep the stored ones and their syndromes) come with their
-     * syndromes and primary syndrome.
+     * two of one pupil and day), $2 report_time, $3 school_days, $4 trace_cutoff, $5 $6 $7
+     * what the cluster rules count (S_COUNTS). A row's symptoms (JSON; absent: keep the
+     * stored ones and their syndromes) come with their syndromes and primary syndrome.
+     *
+     * Only the rows before the first one that must wait are written, and come back: a
+     * case some rule counts has its clusters looked for once written (ha_cluster_case),
+     * and must not find a later row of its school already there — one a rule counts now,
+     * or counted as it was stored. The caller sends the rest again.
      *
      * An illness or unknown absence without a diagnosis gets a tracing deadline: the
      * cut-off on the first school day on or after its date that is still ahead of the
@@ -431,7 +468,7 @@ static const struct ha_stmt s_stmts[] = {
       * join planned while the table was small would read all of it at every batch. */
      " old AS (SELECT i.ord, a.* FROM i CROSS JOIN LATERAL (SELECT symptoms, syndromes,"
      "   syndrome, onset, seen_doctor, diagnosis, disease, note, trace_due, traced_at,"
-     "   traced_by, untraced_at, case_alerted FROM health.absences"
+     "   traced_by, untraced_at, case_alerted, reason FROM health.absences"
      "   WHERE school = i.school AND student = i.student AND date = i.date FOR UPDATE) a),"
      " m AS (SELECT i.ord, i.school, i.student, i.class, i.grade, i.date, i.reason, i.tz,"
      "   i.event, i.occurred_at, i.actor,"
@@ -445,14 +482,20 @@ static const struct ha_stmt s_stmts[] = {
      "        ELSE ARRAY(SELECT json_array_elements_text(i.symptoms)) END AS symptoms,"
      "   CASE WHEN i.symptoms IS NULL THEN coalesce(o.syndromes, '{}')"
      "        ELSE ARRAY(SELECT json_array_elements_text(i.syndromes)) END AS syndromes,"
-     "   CASE WHEN i.symptoms IS NULL THEN o.syndrome ELSE i.syndrome END AS syndrome"
+     "   CASE WHEN i.symptoms IS NULL THEN o.syndrome ELSE i.syndrome END AS syndrome,"
+     "   o.reason AS reason_was, o.disease AS disease_was, o.syndrome AS syndrome_was,"
+     "   o.syndromes AS syndromes_was"
      "   FROM i LEFT JOIN old o ON o.ord = i.ord),"
+     " c AS (SELECT m.ord, m.school, " S_COUNTS " AS counts, " S_COUNTED " AS counted FROM m),"
+     " cut AS (SELECT coalesce(min(r.ord), 2147483647) AS ord FROM c r"
+     "   WHERE (r.counts OR r.counted) AND EXISTS (SELECT 1 FROM c a"
+     "   WHERE a.school = r.school AND a.ord < r.ord AND a.counts)),"
      " v AS (SELECT m.*, m.reason <> 'personal' AND m.diagnosis IS NULL AS needs_trace,"
      "   CASE WHEN m.diagnosis IS NOT NULL AND m.traced_at IS NULL THEN m.occurred_at"
      "        ELSE m.traced_at END AS now_traced_at,"
      "   CASE WHEN m.diagnosis IS NOT NULL AND m.traced_at IS NULL THEN m.actor"
      "        ELSE m.traced_by END AS now_traced_by"
-     "   FROM m),"
+     "   FROM m WHERE m.ord < (SELECT ord FROM cut)),"
      " saved AS (INSERT INTO health.absences AS a (school, student, class, grade, date, reason,"
      "   symptoms, syndromes, syndrome, onset, seen_doctor, diagnosis, disease, note,"
      "   reported_event, reported_at, updated_at, trace_due, traced_at, traced_by, case_alerted)"
@@ -483,7 +526,7 @@ static const struct ha_stmt s_stmts[] = {
      "   (array_agg(tz ORDER BY ord))[1] AS first_tz,"
      "   (array_agg(today ORDER BY ord))[1] AS first_today,"
      "   (array_agg(now ORDER BY ord))[1] AS first_now"
-     "   FROM i GROUP BY school),"
+     "   FROM i WHERE ord < (SELECT ord FROM cut) GROUP BY school),"
      " school_seen AS (UPDATE health.schools s SET history_from = least(s.history_from, ts.lo),"
      "   timezone = ts.tz, district = coalesce(ts.district, s.district)"
      "   FROM ts WHERE s.school = ts.school AND (s.history_from > ts.lo"
@@ -495,7 +538,7 @@ static const struct ha_stmt s_stmts[] = {
      " district_new AS (INSERT INTO health.districts (district, timezone, next_report_at)"
      "   SELECT DISTINCT ON (i.district) i.district, i.tz,"
      "   health.next_local(i.today, $2::time, i.tz, $3::int[], i.now)"
-     "   FROM i WHERE i.district IS NOT NULL"
+     "   FROM i WHERE i.district IS NOT NULL AND i.ord < (SELECT ord FROM cut)"
      "   AND NOT EXISTS (SELECT 1 FROM health.districts d WHERE d.district = i.district)"
      "   ORDER BY i.district, i.ord ON CONFLICT (district) DO NOTHING)"
      " SELECT s.id, s.student, s.class, s.grade, s.date, s.reason, s.disease, s.diagnosis,"
@@ -691,41 +734,60 @@ static void s_pending_drop(struct ha_state *st)
 {
     json_array_clear(st->pending);
     json_object_clear(st->pending_keys);
-    json_object_clear(st->pending_cases);
 }
 
 /*
- * Writes the absences waiting in st->pending with one statement, then raises what
- * each calls for, in the order they came. Returns 0 or -errno; nothing waits after.
+ * Writes the absences waiting in st->pending, then raises what each calls for, in
+ * the order they came: one statement, or more when a case a cluster rule counts
+ * is followed by a row of its school that must wait for its clusters (see
+ * ha_reported). Returns 0 or -errno; nothing waits after.
  */
 static int s_flush(sc_ctx_t *ctx, struct ha_state *st)
 {
-    size_t n = json_array_size(st->pending);
     PGresult *res = NULL;
     char *rows = NULL;
-    int rc = -ENOMEM;
-    if (n == 0)
-        return 0;
-    if (!(rows = json_dumps(st->pending, JSON_COMPACT)))
-        goto out;
-    const char *p[] = {rows, st->report_time, st->school_days, st->cutoff};
-    if (!(res = ha_run(ctx, "ha_reported", 4, p, &rc)))
-        goto out;
-    if ((size_t)PQntuples(res) != n) { /* a row always comes back: cannot happen */
-        SC_LOG_ERR(ctx, "ha_reported answered %d rows for %zu absences", PQntuples(res), n);
-        rc = -EIO;
-        goto out;
+    int rc = 0;
+    size_t done = 0, n = json_array_size(st->pending);
+    while (done < n && rc == 0) {
+        json_t *rest = json_array();
+        for (size_t i = done; rest && i < n; i++)
+            json_array_append(rest, json_array_get(st->pending, i));
+        rows = rest ? json_dumps(rest, JSON_COMPACT) : NULL;
+        json_decref(rest);
+        if (!rows) {
+            rc = -ENOMEM;
+            break;
+        }
+        const char *p[] = {rows,
+                           st->report_time,
+                           st->school_days,
+                           st->cutoff,
+                           st->rule_diseases,
+                           st->rule_similar,
+                           st->rule_syndromes};
+        if (!(res = ha_run(ctx, "ha_reported", 7, p, &rc)))
+            break;
+        size_t k = (size_t)PQntuples(res);
+        if (k == 0 || k > n - done) { /* the first row is always written: cannot happen */
+            SC_LOG_ERR(ctx, "ha_reported answered %zu rows for %zu absences", k, n - done);
+            rc = -EIO;
+            break;
+        }
+        for (size_t i = 0; i < k && rc == 0; i++) {
+            const json_t *row = json_array_get(st->pending, done + i);
+            const sc_event_t ev = {.id = sc_json_int(row, "event", 0),
+                                   .type = "health.absence.reported",
+                                   .school = sc_json_str(row, "school"),
+                                   .district = sc_json_str(row, "district"),
+                                   .occurred_at = sc_json_time(row, "occurred_at", 0)};
+            rc = s_after_write(ctx, st, &ev, res, (int)i, sc_json_str(row, "tz"));
+        }
+        done += k;
+        free(rows);
+        rows = NULL;
+        PQclear(res);
+        res = NULL;
     }
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        const json_t *row = json_array_get(st->pending, i);
-        const sc_event_t ev = {.id = sc_json_int(row, "event", 0),
-                               .type = "health.absence.reported",
-                               .school = sc_json_str(row, "school"),
-                               .district = sc_json_str(row, "district"),
-                               .occurred_at = sc_json_time(row, "occurred_at", 0)};
-        rc = s_after_write(ctx, st, &ev, res, (int)i, sc_json_str(row, "tz"));
-    }
-out:
     free(rows);
     PQclear(res);
     s_pending_drop(st);
@@ -746,13 +808,13 @@ static const char *s_given(const json_t *d, const char *key)
  *
  * Absences wait in st->pending and go with the batch's others in one statement
  * (s_flush) — before anything else of the batch is written or emitted (a
- * rejection, another health event, the batch's end), so every event still
- * finds what those before it left. A cluster rule counts the absences of one
- * school: the cases of an absence that is not personal are counted once it is
- * written, and so must be counted before any later absence of its school is
- * written. Such an absence therefore ends its school's share of the waiting
- * ones: the next absence of that school has them written first, as has a
- * second absence of the same pupil and day.
+ * rejection, another health event, the batch's end), and before a second
+ * absence of the same pupil and day, so every event still finds what those
+ * before it left. A cluster rule counts the absences of one school: a case it
+ * counts has its clusters looked for once it is written, before any later
+ * absence of its school that would change the count is written; the statement
+ * writes the waiting ones only up to such an absence, and s_flush sends the
+ * rest again.
  */
 static int s_on_reported(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *ev)
 {
@@ -793,9 +855,7 @@ static int s_on_reported(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *e
     s_grade(ctx, ev->school, sc_json_str(d, "class"), grade, sizeof grade);
     const char *student = sc_json_str(d, "student"), *date = sc_json_str(d, "date");
     snprintf(key, sizeof key, "%s\x1f%s\x1f%s", ev->school, student, date);
-    if ((json_object_get(st->pending_keys, key) ||
-         json_object_get(st->pending_cases, ev->school)) &&
-        (rc = s_flush(ctx, st)) < 0)
+    if (json_object_get(st->pending_keys, key) && (rc = s_flush(ctx, st)) < 0)
         goto out;
     rc = -ENOMEM;
     row = json_pack(
@@ -809,10 +869,8 @@ static int s_on_reported(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *e
         seen, "diagnosis", s_given(d, "diagnosis"), "disease", s_given(d, "suspected_disease"),
         "note", s_given(d, "note"), "event", (json_int_t)ev->id, "occurred_at",
         sc_time_format(ev->occurred_at, when), "actor", ev->actor);
-    bool personal = strcmp(sc_json_str(d, "reason"), "personal") == 0;
     if (!row || json_array_append_new(st->pending, row) < 0 ||
-        json_object_set_new(st->pending_keys, key, json_true()) < 0 ||
-        (!personal && json_object_set_new(st->pending_cases, ev->school, json_true()) < 0))
+        json_object_set_new(st->pending_keys, key, json_true()) < 0)
         goto out;
     rc = json_array_size(st->pending) >= S_PENDING_MAX ? s_flush(ctx, st) : 0;
 out:
@@ -1035,8 +1093,7 @@ static int s_init(sc_ctx_t *ctx, void **state)
         return -ENOMEM;
     *state = st;
     int rc;
-    if (!(st->pending = json_array()) || !(st->pending_keys = json_object()) ||
-        !(st->pending_cases = json_object()))
+    if (!(st->pending = json_array()) || !(st->pending_keys = json_object()))
         return -ENOMEM;
     if ((rc = s_configure(ctx, st)) < 0 || (rc = ha_prepare(ctx, s_stmts)) < 0 ||
         (rc = ha_prepare(ctx, ha_cluster_stmts)) < 0)
@@ -1053,7 +1110,8 @@ static void s_fini(sc_ctx_t *ctx, void *state)
     free(st->rules);
     json_decref(st->pending);
     json_decref(st->pending_keys);
-    json_decref(st->pending_cases);
+    free(st->rule_diseases);
+    free(st->rule_syndromes);
     free(st);
 }
 

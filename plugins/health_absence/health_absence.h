@@ -103,6 +103,10 @@ struct ha_state {
     int n_school_days;
     struct ha_rule *rules; /* widest scope first */
     size_t n_rules;
+    /* What the rules count, as ha_reported takes it: the diseases and the syndromes
+     * rules name (JSON arrays), and whether one counts similar symptoms ("true"). */
+    char *rule_diseases, *rule_syndromes;
+    const char *rule_similar;
     int quiet_days;
     bool ears_on[HA_EARS_N];
     int ears_baseline;
@@ -114,11 +118,10 @@ struct ha_state {
     struct ha_today today[HA_TODAY_CACHED];
     size_t today_next; /* the slot a new zone takes */
     /* Absences registered by this batch and not written yet (health.absence.reported rows
-     * as the ha_reported statement reads them), their keys "school/student/date", and the
-     * schools of those that are not personal: see s_on_reported. Empty outside a batch. */
+     * as the ha_reported statement reads them) and their keys "school/student/date": see
+     * s_on_reported. Empty outside a batch. */
     json_t *pending;
     json_t *pending_keys;
-    json_t *pending_cases;
 };
 
 /*
