@@ -280,7 +280,8 @@ enum { K_MEASURES, K_RESPONSIBLE, K_FUNDS, K_EMERGENCY_PLAN, K_INTERIM_MEASURES,
 /*
  * Reads the 五落实 text fields the event carries into v (new strings, NULL when
  * absent; the caller frees them, also on failure) and adds them to `hist`
- * (borrowed). *any tells whether there was one. Returns 0 or -ENOMEM.
+ * (borrowed) unless it is NULL. *any tells whether there was one. Returns 0 or
+ * -ENOMEM.
  */
 static int s_commitments_read(const s_op_t *op, char *v[K_COUNT], json_t *hist, bool *any)
 {
@@ -294,7 +295,8 @@ static int s_commitments_read(const s_op_t *op, char *v[K_COUNT], json_t *hist, 
         if (!(v[i] = s_text(f)))
             return -ENOMEM;
         *any = true;
-        json_object_set_new(hist, keys[i], json_string(v[i]));
+        if (hist)
+            json_object_set_new(hist, keys[i], json_string(v[i]));
     }
     return 0;
 }
@@ -428,28 +430,29 @@ static char *s_timezone(s_op_t *op)
  * s_rereport_stmt tells a taken code from a past deadline.
  *
  * $1 the reports as JSON rows (see s_reported; no two of one school and code),
- * each with: the school, hazard, district, time zone; title, description,
- * location, category, risk, reporter, found_at; `at` the event's occurred_at;
- * origin, attachments, the event and its data; data.deadline as deadline_time
- * or deadline_date, data.time_limit as limit_time or limit_date; the default
- * days; now; the 五落实 texts (K_*); `hist` the history data but its deadline.
+ * each with: the school, hazard, district, time zone; reporter, found_at; `at`
+ * the event's occurred_at; origin (normalised), the event and its data (title,
+ * description, location, category, risk and attachments are read from it);
+ * data.deadline as deadline_time or deadline_date, data.time_limit as
+ * limit_time or limit_date; the default days; now; the 五落实 texts (K_*).
  */
 static const s_stmt_t s_report_stmt = {
     "ht_report",
-    /* The JSON members are read as json and cast: read as jsonb by json_to_recordset they
-     * cost 14 us each, a third of the statement. */
-    "WITH i AS (SELECT r.ord, r.school, r.hazard, r.district, r.tz, r.title, r.description,"
-    "   r.location, r.category, r.risk, r.reporter, r.found_at, r.at, r.origin::jsonb AS origin,"
-    "   r.attachments::jsonb AS attachments, r.event, r.data::jsonb AS data, r.deadline_time,"
-    "   r.deadline_date, r.limit_time, r.limit_date, r.days, r.now, r.measures, r.responsible,"
-    "   r.funds, r.emergency_plan, r.interim_measures, r.hist::jsonb AS hist"
-    "  FROM json_to_recordset($1::json) AS r(ord int, school text,"
-    "   hazard text, district text, tz text, title text, description text, location text,"
-    "   category text, risk text, reporter text, found_at timestamptz, at timestamptz,"
-    "   origin json, attachments json, event bigint, data json, deadline_time timestamptz,"
-    "   deadline_date date, limit_time timestamptz, limit_date date, days int,"
-    "   now timestamptz, measures text, responsible text, funds text, emergency_plan text,"
-    "   interim_measures text, hist json)),"
+    /* The event's data is read as json and cast once (x): the fields of the hazard and of
+     * its history come from it, not again from the row. */
+    "WITH i AS (SELECT r.ord, r.school, r.hazard, r.district, r.tz, x.d->>'title' AS title,"
+    "   x.d->>'description' AS description, x.d->>'location' AS location,"
+    "   coalesce(x.d->>'category', 'other') AS category, x.d->>'risk' AS risk, r.reporter,"
+    "   r.found_at, r.at, r.origin::jsonb AS origin,"
+    "   coalesce(x.d->'attachments', '[]') AS attachments, r.event, x.d AS data,"
+    "   r.deadline_time, r.deadline_date, r.limit_time, r.limit_date, r.days, r.now, r.measures,"
+    "   r.responsible, r.funds, r.emergency_plan, r.interim_measures"
+    "  FROM json_to_recordset($1::json) AS r(ord int, school text, hazard text, district text,"
+    "   tz text, reporter text, found_at timestamptz, at timestamptz, origin json,"
+    "   event bigint, data json, deadline_time timestamptz, deadline_date date,"
+    "   limit_time timestamptz, limit_date date, days int, now timestamptz, measures text,"
+    "   responsible text, funds text, emergency_plan text, interim_measures text)"
+    "  CROSS JOIN LATERAL (SELECT r.data::jsonb AS d OFFSET 0) x),"
     " given AS ("
     "  SELECT i.ord, coalesce(x.d, x.t) AS deadline, coalesce(x.t, x.d) AS time_limit"
     "    FROM i, LATERAL (SELECT coalesce(i.deadline_time, ((i.deadline_date + 1)::timestamp"
@@ -475,11 +478,17 @@ static const s_stmt_t s_report_stmt = {
     "  ON CONFLICT (school, hazard) DO NOTHING"
     "  RETURNING h.school, h.hazard, h.deadline, hazard.missing(h) AS missing, h.district,"
     "            h.interim_measures),"
+    /* The history's data: what was reported, the 五落实 given, the deadline. */
     " hist AS ("
     "  INSERT INTO hazard.history (school, hazard, at, recorded_at, event, action, state_from,"
     "    state_to, actor, round, data)"
     "  SELECT f.school, f.hazard, f.at, f.now, f.event, 'reported', NULL, 'reported',"
-    "         f.reporter, 1, f.hist || jsonb_build_object('deadline', hazard.rfc3339(n.deadline))"
+    "         f.reporter, 1, jsonb_build_object('title', f.title, 'risk', f.risk,"
+    "           'category', f.category, 'location', f.location, 'origin', f.origin,"
+    "           'deadline_given', f.f_given, 'deadline', hazard.rfc3339(n.deadline))"
+    "         || jsonb_strip_nulls(jsonb_build_object("
+    "           'measures', f.measures, 'responsible', f.responsible, 'funds', f.funds,"
+    "           'emergency_plan', f.emergency_plan, 'interim_measures', f.interim_measures))"
     "    FROM ins n JOIN fresh f ON f.school = n.school AND f.hazard = n.hazard ORDER BY f.ord)"
     " SELECT g.deadline, n.deadline, n.missing, n.district, n.interim_measures"
     "   FROM i JOIN given g ON g.ord = i.ord"
@@ -569,7 +578,7 @@ static int s_emit_major(s_op_t *op, const char *reporter, sc_time_t found_at, sc
  */
 static int s_report_done(s_op_t *op, const PGresult *res, int r, const json_t *row)
 {
-    const char *risk = sc_json_str(row, "risk");
+    const char *risk = sc_json_str(json_object_get(row, "data"), "risk");
     int rc;
     if (!PQgetisnull(res, r, R_DEADLINE)) {
         if (strcmp(risk, "major") != 0 || !op->cfg->report_major_to_district)
@@ -678,15 +687,12 @@ int ht__end_batch(sc_ctx_t *ctx, ht_state_t *st, bool keep)
 static int s_reported(s_op_t *op)
 {
     const json_t *d = op->ev->data;
-    const char *risk = sc_json_str(d, "risk");
-    const char *category = sc_json_str(d, "category");
     const char *reporter = sc_json_str(d, "reporter");
     const char *deadline_text = sc_json_str(d, "deadline");
     const char *limit_text = sc_json_str(d, "time_limit");
     const char *deadline_time, *deadline_date, *limit_time, *limit_date;
-    const json_t *attachments = json_object_get(d, "attachments");
     json_t *origin = ht__origin_normal(json_object_get(d, "origin"));
-    json_t *hist = NULL, *row = NULL;
+    json_t *row = NULL;
     char *c[K_COUNT] = {NULL};
     char *tz = NULL;
     char found_s[SC_TIME_LEN], deadline_s[SC_TIME_LEN], limit_s[SC_TIME_LEN],
@@ -702,36 +708,27 @@ static int s_reported(s_op_t *op)
     if ((rc = s_deadline_param(deadline_text, deadline_s, &deadline_time, &deadline_date)) < 0 ||
         (rc = s_deadline_param(limit_text, limit_s, &limit_time, &limit_date)) < 0)
         goto out;
-    bool given = deadline_time || deadline_date || limit_time || limit_date;
     sc_time_t found_at = sc_json_time(d, "found_at", op->ev->occurred_at);
 
     rc = -ENOMEM;
-    /* Its deadline is added by the statement, which computes it. */
-    if (!(hist =
-              json_pack("{s:s, s:s, s:s, s:s?, s:O, s:b}", "title", sc_json_str(d, "title"), "risk",
-                        risk, "category", category ? category : "other", "location",
-                        sc_json_str(d, "location"), "origin", origin, "deadline_given", given)) ||
-        s_commitments_read(op, c, hist, &any) < 0)
+    if (s_commitments_read(op, c, NULL, &any) < 0)
         goto out;
     snprintf(key, sizeof key, "%s\x1f%s", op->ev->school, op->code);
     if (json_object_get(st->pending_keys, key) && (rc = s_flush(op->ctx, st)) < 0)
         goto out;
     rc = -ENOMEM;
-    row = json_pack(
-        "{s:I, s:s, s:s, s:s*, s:s, s:s, s:s*, s:s*, s:s, s:s, s:s*, s:s, s:s,"
-        " s:O, s:o, s:I, s:o, s:s*, s:s*, s:s*, s:s*, s:i, s:s, s:s*, s:s*, s:s*,"
-        " s:s*, s:s*, s:O}",
-        "ord", (json_int_t)json_array_size(st->pending), "school", op->ev->school, "hazard",
-        op->code, "district", op->ev->district, "tz", tz, "title", sc_json_str(d, "title"),
-        "description", sc_json_str(d, "description"), "location", sc_json_str(d, "location"),
-        "category", category ? category : "other", "risk", risk, "reporter", reporter, "found_at",
-        sc_time_format(found_at, found_s), "at", op->at, "origin", origin, "attachments",
-        attachments ? json_deep_copy(attachments) : json_array(), "event", (json_int_t)op->ev->id,
-        "data", json_deep_copy(d), "deadline_time", deadline_time, "deadline_date", deadline_date,
-        "limit_time", limit_time, "limit_date", limit_date, "days", s_default_days(op, risk), "now",
-        op->now, "measures", c[K_MEASURES], "responsible", c[K_RESPONSIBLE], "funds", c[K_FUNDS],
-        "emergency_plan", c[K_EMERGENCY_PLAN], "interim_measures", c[K_INTERIM_MEASURES], "hist",
-        hist);
+    /* The event's data goes by reference: nothing changes it while the batch lasts. */
+    row =
+        json_pack("{s:I, s:s, s:s, s:s*, s:s, s:s*, s:s, s:s, s:O, s:I, s:O, s:s*, s:s*, s:s*,"
+                  " s:s*, s:i, s:s, s:s*, s:s*, s:s*, s:s*, s:s*}",
+                  "ord", (json_int_t)json_array_size(st->pending), "school", op->ev->school,
+                  "hazard", op->code, "district", op->ev->district, "tz", tz, "reporter", reporter,
+                  "found_at", sc_time_format(found_at, found_s), "at", op->at, "origin", origin,
+                  "event", (json_int_t)op->ev->id, "data", d, "deadline_time", deadline_time,
+                  "deadline_date", deadline_date, "limit_time", limit_time, "limit_date",
+                  limit_date, "days", s_default_days(op, sc_json_str(d, "risk")), "now", op->now,
+                  "measures", c[K_MEASURES], "responsible", c[K_RESPONSIBLE], "funds", c[K_FUNDS],
+                  "emergency_plan", c[K_EMERGENCY_PLAN], "interim_measures", c[K_INTERIM_MEASURES]);
     if (!row || json_array_append_new(st->pending, row) < 0 ||
         json_object_set_new(st->pending_keys, key, json_true()) < 0)
         goto out;
@@ -740,7 +737,6 @@ out:
     for (size_t i = 0; i < K_COUNT; i++)
         free(c[i]);
     json_decref(origin);
-    json_decref(hist);
     free(tz);
     return rc;
 }

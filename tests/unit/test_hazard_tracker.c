@@ -453,6 +453,55 @@ static void test_rereport_same_origin_is_a_noop(void **state)
     json_decref(em);
 }
 
+/*
+ * What a report records: the hazard's fields from its data (category "other" when not
+ * given, no attachments), the data itself, and a history row with what was reported (a
+ * location not given as null), the 五落实 given (as text) and the deadline.
+ */
+static void test_report_records_what_was_reported(void **state)
+{
+    fh_t *fh = *state;
+    s_send(fh, "reported", "hz-1",
+           "\"title\":\"cracked wall\",\"risk\":\"major\",\"description\":\"east side\","
+           "\"category\":\"building\",\"location\":\"block A\",\"measures\":\"prop it\","
+           "\"funds\":1500,\"attachments\":[\"photo-1\"],\"reporter\":\"p-7\","
+           "\"deadline\":\"2026-06-20\",\"origin\":{\"task\":\"tk-1\"}");
+    s_send(fh, "reported", "hz-2", "\"title\":\"loose tile\",\"risk\":\"general\"");
+    assert_string_equal(
+        s_sql(fh,
+              "SELECT concat_ws('|', title, description, location, category, risk, reporter,"
+              " origin, attachments, report_data, deadline_given, c_measures, c_funds)"
+              " FROM hazard.hazards WHERE school = $1 AND hazard = $2",
+              "sch-001", "hz-1"),
+        "cracked wall|east side|block A|building|major|p-7|"
+        "{\"kind\": \"inspection\", \"task\": \"tk-1\"}|[\"photo-1\"]|"
+        "{\"risk\": \"major\", \"funds\": 1500, \"title\": \"cracked wall\", "
+        "\"hazard\": \"hz-1\", \"origin\": {\"task\": \"tk-1\"}, \"category\": \"building\", "
+        "\"deadline\": \"2026-06-20\", \"location\": \"block A\", \"measures\": \"prop it\", "
+        "\"reporter\": \"p-7\", \"attachments\": [\"photo-1\"], "
+        "\"description\": \"east side\"}|t|prop it|1500");
+    assert_string_equal(
+        s_sql(fh, "SELECT data FROM hazard.history WHERE school = $1 AND hazard = $2", "sch-001",
+              "hz-1"),
+        "{\"risk\": \"major\", \"funds\": \"1500\", \"title\": \"cracked wall\", \"origin\": "
+        "{\"kind\": \"inspection\", \"task\": \"tk-1\"}, \"category\": \"building\", "
+        "\"deadline\": \"2026-06-20T15:59:59Z\", \"location\": \"block A\", \"measures\": "
+        "\"prop it\", \"deadline_given\": true}");
+    assert_string_equal(
+        s_sql(fh,
+              "SELECT concat_ws('|', category, reporter, attachments, description IS NULL,"
+              " location IS NULL, deadline_given) FROM hazard.hazards"
+              " WHERE school = $1 AND hazard = $2",
+              "sch-001", "hz-2"),
+        "other|t-9|[]|t|t|f");
+    assert_string_equal(
+        s_sql(fh, "SELECT data FROM hazard.history WHERE school = $1 AND hazard = $2", "sch-001",
+              "hz-2"),
+        "{\"risk\": \"general\", \"title\": \"loose tile\", \"origin\": {\"kind\": "
+        "\"person\"}, \"category\": \"other\", \"deadline\": \"2026-06-22T15:59:59Z\", "
+        "\"location\": null, \"deadline_given\": false}");
+}
+
 static void test_history_is_append_only(void **state)
 {
     fh_t *fh = *state;
@@ -1186,6 +1235,7 @@ int main(void)
         T_(test_rejection_reasons),
         cmocka_unit_test(test_verifier_may_be_rectifier_when_configured),
         T_(test_rereport_same_origin_is_a_noop),
+        T_(test_report_records_what_was_reported),
         T_(test_history_is_append_only),
         T_(test_deadlines),
         T_(test_overdue_once_then_reminders),
