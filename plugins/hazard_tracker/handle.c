@@ -476,7 +476,8 @@ static const s_stmt_t s_report_stmt = {
     "         f.responsible, f.funds, f.emergency_plan, f.interim_measures, f.now"
     "    FROM fresh f ORDER BY f.ord"
     "  ON CONFLICT (school, hazard) DO NOTHING"
-    "  RETURNING h.school, h.hazard, h.deadline, hazard.missing(h) AS missing, h.district,"
+    "  RETURNING h.school, h.hazard, h.deadline,"
+    "            CASE WHEN h.risk = 'major' THEN hazard.missing(h) END AS missing, h.district,"
     "            h.interim_measures),"
     /* The history's data: what was reported, the 五落实 given, the deadline. */
     " hist AS ("
@@ -498,7 +499,8 @@ static const s_stmt_t s_report_stmt = {
 enum {
     R_GIVEN,    /* the deadline given, NULL if none */
     R_DEADLINE, /* the new hazard's deadline; NULL when nothing was written */
-    R_MISSING,  /* the new hazard's missing 五落实, district and interim measures */
+    R_MISSING, /* a new major hazard's missing 五落实; the new one's district and interim measures
+                */
     R_DISTRICT,
     R_INTERIM,
 };
