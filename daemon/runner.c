@@ -53,6 +53,7 @@ typedef struct sc__runner {
     bool inited;
     json_t *config;
     _Atomic(s_subs_t *) subs;
+    char **asked;    /* what the running init asked for (sc_host.subscribe), until it returns */
     json_t *pending; /* events emitted in the open transaction */
     json_t *schools; /* directory entries (schools, classes) read, kept while the directory
                         stays as it was (schools_epoch: see sc__directory_epoch) */
@@ -310,22 +311,27 @@ static json_t *s_host_district_schools(sc_ctx_t *ctx, const char *district)
                                           s_runner(ctx)->d->timezone);
 }
 
+/* Kept until init returns (s_init): the list then in force is what the last init asked. */
 static int s_host_subscribe(sc_ctx_t *ctx, const char *const *prefixes)
 {
     sc__runner_t *r = s_runner(ctx);
-    int rc = s_subs_publish(r, sc__subscribe_narrow(r->p->subscribe, prefixes));
-    if (rc == 0 && sc__log_level >= SC_LOG_INFO) {
+    char **asked = sc__subscribe_narrow(r->p->subscribe, prefixes);
+    if (!asked)
+        return -ENOMEM;
+    sc__strv_free(r->asked);
+    r->asked = asked;
+    if (sc__log_level >= SC_LOG_INFO) {
         char *list = NULL;
         size_t len = 0;
         FILE *f = open_memstream(&list, &len);
-        for (char *const *p = atomic_load(&r->subs)->prefix; f && *p; p++)
-            fprintf(f, "%s%s", p == atomic_load(&r->subs)->prefix ? "" : " ", *p);
+        for (char *const *p = asked; f && *p; p++)
+            fprintf(f, "%s%s", p == asked ? "" : " ", *p);
         if (f)
             fclose(f);
         sc__log(SC_LOG_INFO, r->p->name, "reads only %s", list && *list ? list : "(nothing)");
         free(list);
     }
-    return rc;
+    return 0;
 }
 
 static const struct sc_host s_host = {
@@ -347,6 +353,23 @@ static const struct sc_host s_host = {
 };
 
 /* ---- inside the runner thread ---- */
+
+/*
+ * Runs the plugin's init, then puts in force what it asked to read (sc_host.subscribe), or
+ * its own list when it asked nothing: an init run again after a reload may ask otherwise.
+ */
+static int s_init(sc__runner_t *r)
+{
+    int rc = r->p->init ? r->p->init(&r->base, &r->state) : 0;
+    char **asked = r->asked;
+    r->asked = NULL;
+    if (rc < 0) {
+        sc__strv_free(asked);
+        return rc;
+    }
+    return s_subs_publish(r,
+                          asked ? asked : sc__subscribe_narrow(r->p->subscribe, r->p->subscribe));
+}
 
 static void s_error(sc__runner_t *r, const char *fmt, ...)
 {
@@ -885,7 +908,7 @@ static int s_connect(sc__runner_t *r)
         r->state = NULL;
         r->inited = false;
     }
-    if (r->p->init && (rc = r->p->init(&r->base, &r->state)) < 0) {
+    if ((rc = s_init(r)) < 0) {
         char e[600];
         pthread_mutex_lock(&r->error_lock);
         snprintf(e, sizeof e, "init failed: %d (%s)%s%s", rc, strerror(-rc),
@@ -962,7 +985,7 @@ static bool s_command(sc__runner_t *r)
                 r->p->fini(&r->base, r->state);
             r->inited = false;
             r->state = NULL;
-            int rc = r->p->init ? r->p->init(&r->base, &r->state) : 0;
+            int rc = s_init(r);
             r->inited = rc == 0;
             if (rc < 0)
                 atomic_store(&r->state_code, S_FAILED);
@@ -1221,6 +1244,7 @@ void sc__runners_stop(sc__daemon_t *d)
         json_decref(r->pending);
         json_decref(r->schools);
         s_subs_free(r);
+        sc__strv_free(r->asked); /* asked for outside init: never in force */
         free(r->took);
         pthread_mutex_destroy(&r->error_lock);
         free(r);

@@ -3,6 +3,8 @@ acknowledgement, resolution, report deadlines, alerts from hazard_tracker, drill
 timers across a restart, queries over the control socket."""
 
 import json
+import signal
+import time
 
 from harness import Daemon, main
 
@@ -10,6 +12,13 @@ PLUGIN = "incident_escalation"
 
 # The harness clock starts at 2026-06-15T07:00:00+08:00 (23:00Z the day before).
 T0 = "2026-06-14T23:00:00Z"
+
+
+def wait_for(cond, seconds=10):
+    deadline = time.time() + seconds
+    while not cond():
+        assert time.time() < deadline, "not within %d s" % seconds
+        time.sleep(0.05)
 
 
 def data(row):
@@ -160,6 +169,17 @@ def test_reads_only_the_types_its_policies_name():
         d.set_time("2026-06-15T18:01:00+08:00")
         alerts = d.query(PLUGIN, "open", sort="alert")["open"]
         assert [(a["type"], a["subject"]) for a in alerts] == [("gate.overstay", "v-1")], alerts
+
+        # A reload with a policy on any event of a major risk (no type named): the whole list
+        # again; and back to the built-ins alone, the narrow one.
+        d.write_config('incident_escalation: { policies = ({ name = "major"; match = { risk = '
+                       '"major"; }; }); };')
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "gate." in d.plugin(PLUGIN)["subscribe"])
+        d.write_config("")
+        d.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "gate." not in d.plugin(PLUGIN)["subscribe"])
+        assert "gate.overstay" in d.plugin(PLUGIN)["subscribe"]
 
 
 def test_drill_inhibits_alarms_and_silences_expire():
