@@ -177,8 +177,9 @@ struct sc_host {
      * (NULL-terminated, copied), as far as they lie within the plugin's
      * `subscribe` list, which stays the outer bound (a prefix outside it is
      * dropped, a broader one cut to the parts inside it). The rest is never
-     * read for the plugin. Applies from the cursor on; init again (after a
-     * reload) may change it. Returns 0 or -errno.
+     * read for the plugin. In force once init returns, from the cursor on; each
+     * init (again after a reload or a reconnect) asks afresh, and one that asks
+     * nothing is handed its whole list. Returns 0 or -errno.
      */
     int (*subscribe)(sc_ctx_t *ctx, const char *const *prefixes);
 };
