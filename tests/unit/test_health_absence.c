@@ -1151,6 +1151,44 @@ static void test_batch_as_one_by_one(void **state)
     fh_destroy(&fh);
 }
 
+/*
+ * Which absences of a batch go in one statement (rows one statement writes share its command
+ * id, cmin): personal ones and cases no rule counts ("other" fits no syndrome) all wait
+ * together; a case a rule counts ("fever") waits with them, and the next absence of its
+ * school that a rule counts is written after that case's clusters were looked for.
+ */
+static void test_batch_splits_only_where_a_count_depends_on_it(void **state)
+{
+    (void)state;
+    static const char *const data[] = {
+        "\"student\":\"st-1\",\"reason\":\"illness\",\"symptoms\":[\"other\"],"
+        "\"diagnosis\":\"cold\"",
+        "\"student\":\"st-2\",\"reason\":\"personal\"",
+        "\"student\":\"st-3\",\"reason\":\"illness\",\"symptoms\":[\"other\"]",
+        "\"student\":\"st-4\",\"reason\":\"illness\",\"symptoms\":[\"fever\"]",
+        "\"student\":\"st-5\",\"reason\":\"personal\"",
+        "\"student\":\"st-6\",\"reason\":\"illness\",\"symptoms\":[\"fever\"]",
+    };
+    char envs[N(data)][512];
+    const char *p[N(data)];
+    for (size_t i = 0; i < N(data); i++) {
+        snprintf(envs[i], sizeof envs[i],
+                 "{\"type\":\"health.absence.reported\",\"school\":\"sch-1\",\"source\":"
+                 "\"test\",\"id\":\"e-%zu\",\"actor\":\"doc-1\",\"data\":{\"class\":\"c-1a\","
+                 "\"date\":\"2026-03-02\",%s}}",
+                 i, data[i]);
+        p[i] = envs[i];
+    }
+    fh_t *fh = s_new(NULL, "2026-03-02T09:00:00+08:00");
+    assert_int_equal(fh_handle_batch(fh, p, N(data), true), 0);
+    s_assert_sql(fh,
+                 "SELECT string_agg(student, ',' ORDER BY student)"
+                 " FROM health.absences GROUP BY cmin::text ORDER BY min(student) LIMIT 1",
+                 NULL, "st-1,st-2,st-3,st-4,st-5");
+    s_assert_sql(fh, "SELECT count(DISTINCT cmin::text) FROM health.absences", NULL, "2");
+    fh_destroy(&fh);
+}
+
 static void test_config_refused(void **state)
 {
     (void)state;
@@ -1188,6 +1226,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_validation_fixture, s_teardown),
         cmocka_unit_test(test_batch_as_one_by_one),
+        cmocka_unit_test(test_batch_splits_only_where_a_count_depends_on_it),
         cmocka_unit_test_teardown(test_types, s_teardown),
         cmocka_unit_test_teardown(test_syndromes_stored, s_teardown),
         cmocka_unit_test_teardown(test_future_dates_rejected, s_teardown),
