@@ -11,8 +11,12 @@
  * draws; the rows the unique key refused leave their numbers unused. So the committer of a
  * batch knows the whole run of numbers its batch drew, and a run that starts right after
  * the tail's end leaves nothing unknown between them. A run that does not (numbers drawn
- * elsewhere: another process, a rolled-back batch, a batch of resends only) starts the tail
- * afresh; runners then read the database up to where the tail starts.
+ * elsewhere: another process, a rolled-back batch, a batch of resends only, a runner's
+ * emitted events not handed over yet) leaves the numbers between marked unknown: runners
+ * read just those from the database and go on with the tail after them. (The tail had
+ * started afresh there, and every runner a few events behind read all of them back: at one
+ * event in flight, after each resend.) A run handed over late fills in the unknown numbers
+ * it drew; a gap as long as the tail starts it afresh.
  */
 #include "internal.h"
 
@@ -27,9 +31,13 @@ struct sc__tev {
     char text[];
 };
 
+/* The slot of a number the tail does not know: the database does. */
+static sc__tev_t s_unknown_slot;
+#define S_UNKNOWN (&s_unknown_slot)
+
 static struct {
     pthread_mutex_t lock;
-    sc__tev_t **slot; /* slot[id % cap]; NULL for a number no event has */
+    sc__tev_t **slot; /* slot[id % cap]; NULL for a number no event has, or S_UNKNOWN */
     size_t cap;
     int64_t lo, hi; /* ids known; empty when hi < lo */
 } s_tail = {.lock = PTHREAD_MUTEX_INITIALIZER};
@@ -53,8 +61,34 @@ void sc__tev_release(sc__tev_t *t)
 static void s_drop(int64_t id)
 {
     sc__tev_t **s = &s_tail.slot[(size_t)id % s_tail.cap];
-    sc__tev_release(*s);
+    if (*s != S_UNKNOWN)
+        sc__tev_release(*s);
     *s = NULL;
+}
+
+/* Puts t (an event, NULL, or S_UNKNOWN) at the tail's end, dropping its oldest when full. */
+static void s_push(sc__tev_t *t)
+{
+    if (s_tail.hi - s_tail.lo + 1 == (int64_t)s_tail.cap) {
+        s_drop(s_tail.lo);
+        s_tail.lo++;
+    }
+    s_tail.hi++;
+    s_tail.slot[(size_t)s_tail.hi % s_tail.cap] = t;
+}
+
+/* Numbers [first, first + k) drawn before the tail's end, handed over now: the unknown
+ * ones among them are known at last. The others are released. */
+static void s_fill(int64_t first, sc__tev_t **made, size_t k)
+{
+    for (size_t i = 0; i < k; i++) {
+        int64_t id = first + (int64_t)i;
+        sc__tev_t **s = &s_tail.slot[(size_t)id % s_tail.cap];
+        if (id >= s_tail.lo && id <= s_tail.hi && *s == S_UNKNOWN)
+            *s = made[i];
+        else
+            sc__tev_release(made[i]);
+    }
 }
 
 void sc__tail_free(void)
@@ -133,7 +167,7 @@ void sc__tail_append(const sc__jentry_t *e, size_t n)
         if (!e[i].duplicate)
             first = e[i].event - (int64_t)i;
     if (!first)
-        return; /* resends only: the run's numbers are not known; the next batch restarts */
+        return; /* resends only: the numbers they drew stay unknown to the tail */
 
     /* Made before taking the lock, which the runners' takes wait on. Of a run longer than
      * the tail only the newest rows would stay: the others are not made at all. */
@@ -142,7 +176,7 @@ void sc__tail_append(const sc__jentry_t *e, size_t n)
     for (size_t i = 0; made && i < k; i++) {
         const sc__jentry_t *x = &e[skip + i];
         if (!(made[i] = x->duplicate ? NULL : s_tev_new(x)) && !x->duplicate) {
-            k = i; /* out of memory: the run is left out, and the next batch restarts */
+            k = i; /* out of memory: the run is left out, its numbers unknown */
             s_release_all(made, k);
             free(made);
             made = NULL;
@@ -152,24 +186,18 @@ void sc__tail_append(const sc__jentry_t *e, size_t n)
         return;
 
     pthread_mutex_lock(&s_tail.lock);
-    if (first <= s_tail.hi) {
-        /* Committed before what the tail holds, handed over after it (a runner's emitted
-         * events may overtake the ingest thread's batch): the database has it. */
-        pthread_mutex_unlock(&s_tail.lock);
-        s_release_all(made, k);
-        free(made);
-        return;
-    }
     int64_t from = first + (int64_t)skip;
-    if (from != s_tail.hi + 1)
-        s_restart(from);
-    for (size_t i = 0; i < k; i++) {
-        if (s_tail.hi - s_tail.lo + 1 == (int64_t)s_tail.cap) {
-            s_drop(s_tail.lo);
-            s_tail.lo++;
-        }
-        s_tail.hi = from + (int64_t)i;
-        s_tail.slot[(size_t)s_tail.hi % s_tail.cap] = made[i];
+    if (from <= s_tail.hi) {
+        /* Committed before what the tail holds, handed over after it (a runner's emitted
+         * events may overtake the ingest thread's batch). */
+        s_fill(from, made, k);
+    } else {
+        if (s_tail.hi < s_tail.lo || from - s_tail.hi - 1 >= (int64_t)s_tail.cap)
+            s_restart(from);
+        while (s_tail.hi + 1 < from) /* drawn elsewhere, or not handed over yet */
+            s_push(S_UNKNOWN);
+        for (size_t i = 0; i < k; i++)
+            s_push(made[i]);
     }
     pthread_mutex_unlock(&s_tail.lock);
     free(made);
@@ -185,12 +213,24 @@ int sc__tail_take(int64_t after, const char *const *prefixes, size_t max, size_t
         pthread_mutex_unlock(&s_tail.lock);
         return -1;
     }
+    int64_t id = after + 1;
+    if (id >= s_tail.lo && s_tail.slot[(size_t)id % s_tail.cap] == S_UNKNOWN) {
+        /* Numbers the database knows: the tail goes on after them. */
+        while (id <= s_tail.hi && s_tail.slot[(size_t)id % s_tail.cap] == S_UNKNOWN)
+            id++;
+        *lo = id;
+        pthread_mutex_unlock(&s_tail.lock);
+        return -1;
+    }
     int64_t end = s_tail.hi;
     if (scan && end > after + (int64_t)scan)
         end = after + (int64_t)scan;
-    int64_t id = after + 1;
     for (; id <= end && (size_t)n < max; id++) {
         sc__tev_t *t = s_tail.slot[(size_t)id % s_tail.cap];
+        if (t == S_UNKNOWN) {
+            end = id - 1; /* the next take reads these from the database */
+            break;
+        }
         if (!t)
             continue;
         for (const char *const *p = prefixes; p && *p; p++) {

@@ -137,29 +137,51 @@ static void test_resends_leave_numbers_no_event_has(void **state)
     assert_int_equal(ids[0], 10);
     assert_int_equal(ids[1], 12);
     assert_int_equal(ids[2], 13);
-    /* A batch of resends only: where its numbers were is unknown, so the next starts over. */
+    /* A batch of resends only: the number it drew (14) is unknown; the tail keeps what it
+     * held and goes on after it. */
     s_append(0, (const char *[]){"gate.e", NULL}, "d");
     s_append(15, (const char *[]){"gate.f", NULL}, NULL);
-    assert_int_equal(s_take(13, s_all, S_MAX, ids, &upto, &lo), -1);
+    assert_int_equal(s_take(9, s_all, S_MAX, ids, &upto, &lo), 3); /* up to the unknown one */
+    assert_int_equal(ids[2], 13);
+    assert_int_equal(upto, 13);
+    assert_int_equal(s_take(13, s_all, S_MAX, ids, &upto, &lo), -1); /* 14: the database's */
     assert_int_equal(lo, 15);
     assert_int_equal(s_take(14, s_all, S_MAX, ids, &upto, &lo), 1);
+    assert_int_equal(ids[0], 15);
 }
 
-static void test_a_gap_or_a_late_batch_starts_it_over(void **state)
+static void test_a_gap_is_left_to_the_database_and_a_late_batch_fills_it(void **state)
 {
     (void)state;
     int64_t ids[S_MAX], upto, lo;
     s_append(10, (const char *[]){"gate.a", "gate.b", NULL}, NULL);
-    /* 12 was drawn by someone else (another process, a rolled-back batch). */
-    s_append(13, (const char *[]){"gate.c", NULL}, NULL);
+    /* 12 and 13 were drawn by someone else (another process, a rolled-back batch) or by a
+     * batch not handed over yet. */
+    s_append(14, (const char *[]){"gate.c", NULL}, NULL);
+    assert_int_equal(s_take(9, s_all, S_MAX, ids, &upto, &lo), 2);
+    assert_int_equal(upto, 11);
     assert_int_equal(s_take(11, s_all, S_MAX, ids, &upto, &lo), -1);
-    assert_int_equal(lo, 13);
-    assert_int_equal(s_take(12, s_all, S_MAX, ids, &upto, &lo), 1);
-    /* A batch committed before the tail's events but handed over after them is left out. */
-    s_append(12, (const char *[]){"gate.x", NULL}, NULL);
-    assert_int_equal(s_take(11, s_all, S_MAX, ids, &upto, &lo), -1);
-    assert_int_equal(s_take(12, s_all, S_MAX, ids, &upto, &lo), 1);
+    assert_int_equal(lo, 14); /* read 12 and 13 from the database, then the tail again */
+    assert_int_equal(s_take(13, s_all, S_MAX, ids, &upto, &lo), 1);
+    assert_int_equal(ids[0], 14);
+    /* Committed before the tail's last event, handed over after it: 12 was a resend. */
+    s_append(12, (const char *[]){"gate.x", "gate.y", NULL}, "d.");
+    assert_int_equal(s_take(11, s_all, S_MAX, ids, &upto, &lo), 2);
     assert_int_equal(ids[0], 13);
+    assert_int_equal(ids[1], 14);
+    /* Handed over twice: the tail keeps the first. */
+    s_append(13, (const char *[]){"gate.z", NULL}, NULL);
+    sc__tev_t *t[S_MAX];
+    assert_int_equal(sc__tail_take(12, s_all, 1, 1000, t, &upto, &lo), 1);
+    const char *data;
+    size_t len;
+    assert_string_equal(sc__tev_event(t[0], &data, &len)->type, "gate.y");
+    sc__tev_release(t[0]);
+    /* A gap as long as the tail (8) starts it afresh. */
+    s_append(30, (const char *[]){"gate.w", NULL}, NULL);
+    assert_int_equal(s_take(14, s_all, S_MAX, ids, &upto, &lo), -1);
+    assert_int_equal(lo, 30);
+    assert_int_equal(s_take(29, s_all, S_MAX, ids, &upto, &lo), 1);
 }
 
 static void test_an_event_the_database_may_have_completed_is_left_to_it(void **state)
@@ -177,6 +199,8 @@ static void test_an_event_the_database_may_have_completed_is_left_to_it(void **s
     s_append(12, (const char *[]){"gate.c", NULL}, NULL);
     assert_int_equal(s_take(10, s_all, S_MAX, ids, &upto, &lo), -1);
     assert_int_equal(lo, 12);
+    assert_int_equal(s_take(9, s_all, S_MAX, ids, &upto, &lo), 1); /* 10, then 11 is unknown */
+    assert_int_equal(upto, 10);
 }
 
 static void test_keeps_the_newest_and_outlives_its_readers(void **state)
@@ -227,8 +251,8 @@ int main(void)
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_resends_leave_numbers_no_event_has, s_setup,
                                         s_teardown),
-        cmocka_unit_test_setup_teardown(test_a_gap_or_a_late_batch_starts_it_over, s_setup,
-                                        s_teardown),
+        cmocka_unit_test_setup_teardown(
+            test_a_gap_is_left_to_the_database_and_a_late_batch_fills_it, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_an_event_the_database_may_have_completed_is_left_to_it,
                                         s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_keeps_the_newest_and_outlives_its_readers, s_setup,
