@@ -863,9 +863,10 @@ static int s_connect(sc__runner_t *r)
     }
     r->reconnect_ms = 0;
     /*
-     * The journal read (core.journal_read, 005_journal_read.sql): the primary key in order from
-     * the cursor, bounded by the head the runner knows is committed and by an id window, so it
-     * stays a short range scan however far behind the plugin is and however rare its types.
+     * The journal read (core.journal_read, 005 and 006_journal_read_plan_kept.sql): the primary key
+     * in order from the cursor, bounded by the head the runner knows is committed and by an id
+     * window, so it stays a short range scan however far behind the plugin is and however rare its
+     * types.
      */
     r->head_checked_ms = 0;
     PGresult *prep = PQprepare(r->conn, "sc_fetch",
