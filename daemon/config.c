@@ -65,7 +65,7 @@ static const struct sc_config_key s_plugins_keys[] = {
     {"load", SC_CFG_LIST, "null", "plugins to load (absent: every plugin in dir)"},
     {"optional", SC_CFG_LIST, "[]", "plugins the daemon may start without if they fail to load"},
     {"batch", SC_CFG_INT, "256", "most events a plugin handles in one transaction"},
-    {"pace", SC_CFG_INT, "10",
+    {"pace", SC_CFG_INT, "50",
      "milliseconds a plugin waits after a batch that emptied the journal before its next, so "
      "events arriving one by one share a transaction (0: each at once; manual clock: 0)"},
     {"yield", SC_CFG_INT, "300",
