@@ -5,9 +5,11 @@
 #include <safecampus/util.h>
 
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* The directory the load is addressed to (loadgen sends it before the first step). */
 #define BENCH_DISTRICT "dist-bench"
@@ -74,5 +76,22 @@ void bench_lat_free(bench_lat_t *l);
  * {"n","mean","p50","p90","p99","p999","max"}; with no samples, values are null.
  */
 json_t *bench_lat_summary(bench_lat_t *l);
+
+/* ---- where the cores went (cpu.c) ---- */
+
+/*
+ * CPU time so far, from /proc: the machine's busy and idle ticks, and per part: the daemon's
+ * threads (ingest thread, ZeroMQ I/O, each plugin's, the rest), its sessions found in
+ * pg_stat_activity through db (journal backend, each plugin's), the load generator, every other
+ * postgres process. NULL when /proc cannot be read.
+ */
+json_t *bench_cpu_snapshot(PGconn *db, pid_t daemon);
+
+/*
+ * Cores used between two snapshots `seconds` apart: {"busy","idle","cores":{part: cores},
+ * "plugins":{plugin: {"thread","backend"}}}; "cores" has "other (kernel, other processes)" for
+ * what the machine did besides the parts. JSON null when either snapshot is missing.
+ */
+json_t *bench_cpu_diff(const json_t *a, const json_t *b, double seconds);
 
 #endif

@@ -40,6 +40,7 @@ typedef struct s_opts {
     const char *ingest, *control, *conninfo, *out, *refinsert;
     double seconds, warmup, catchup;
     int clients;
+    pid_t daemon; /* from the control socket's status: whose threads cpu.c counts */
     int windows[S_MAX_LIST], nwindows;
     int open_pct[S_MAX_LIST], nopen;
     char tag[24];
@@ -838,7 +839,7 @@ static json_t *s_run_step(const s_opts_t *o, PGconn *db, const s_step_t *st, boo
     bench_lat_t lat = {0};
     int64_t *ids = NULL;
     size_t nids = 0;
-    json_t *stats0 = NULL, *stats1 = NULL, *step = NULL;
+    json_t *stats0 = NULL, *stats1 = NULL, *step = NULL, *cpu0, *cpu1;
     int64_t wal0, wal1;
 
     snprintf(source, sizeof source, "bench-%s-%s", o->tag, st->name);
@@ -871,7 +872,13 @@ static json_t *s_run_step(const s_opts_t *o, PGconn *db, const s_step_t *st, boo
     s_sleep_until(t_measure);
     stats0 = s_ctl(&ctl, "stats", 5000);
     wal0 = s_wal_bytes(db);
+    cpu0 = bench_cpu_snapshot(db, o->daemon);
+    int64_t t_cpu0 = bench_mono_ns();
     s_sleep_until(t_end);
+    cpu1 = bench_cpu_snapshot(db, o->daemon);
+    json_t *cpu = bench_cpu_diff(cpu0, cpu1, s_secs(bench_mono_ns() - t_cpu0));
+    json_decref(cpu0);
+    json_decref(cpu1);
     stats1 = s_ctl(&ctl, "stats", 5000);
     wal1 = s_wal_bytes(db);
 
@@ -933,7 +940,7 @@ static json_t *s_run_step(const s_opts_t *o, PGconn *db, const s_step_t *st, boo
     *pass = verified && clean;
     step = json_pack(
         "{s:s, s:s, s:s, s:i, s:i, s:f, s:f, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I,"
-        " s:o, s:s?, s:f, s:o, s:f, s:o, s:o, s:o, s:o, s:o, s:b, s:I, s:o, s:o, s:b}",
+        " s:o, s:s?, s:f, s:o, s:f, s:o, s:o, s:o, s:o, s:o, s:b, s:I, s:o, s:o, s:o, s:b}",
         "name", st->name, "mode", st->window ? "closed" : "open", "source", source, "clients",
         st->clients, "window", st->window, "target_rate", st->rate, "seconds", window, "sent",
         (json_int_t)sum[0], "sent_duplicates", (json_int_t)sum[1], "acked_new", (json_int_t)sum[2],
@@ -949,8 +956,8 @@ static json_t *s_run_step(const s_opts_t *o, PGconn *db, const s_step_t *st, boo
         "plugins_during_load",
         s_lag_summary(smp.samples, s_secs(t_measure - t_start), s_secs(t_end - t_start)),
         "plugins_after_load", catchup, "drain_s", json_real(s_secs(t_joined - t_end)), "caught_up",
-        caught_up, "lag_at_start", lag_at_start, "lag_samples", smp.samples, "verify", verify,
-        "pass", *pass);
+        caught_up, "lag_at_start", lag_at_start, "lag_samples", smp.samples, "cpu", cpu, "verify",
+        verify, "pass", *pass);
     fprintf(stderr, " %.0f acked/s, p50 %.2f ms, %s\n", acked_per_s,
             json_real_value(json_object_get(json_object_get(step, "latency_ms"), "p50")),
             *pass ? "verified" : "FAILED");
@@ -1139,6 +1146,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "loadgen: no answer from the daemon's control socket %s\n", o.control);
         goto out;
     }
+    o.daemon = (pid_t)sc_json_int(status, "pid", 0);
 
     fprintf(stderr, "loadgen: ZeroMQ round trip ...");
     json_t *echo = s_echo_rtt(1);

@@ -145,6 +145,70 @@ static double s_beside(const json_t *step)
     return before > 0 && after > 0 ? (before + after) / 2 : 0;
 }
 
+/* Cores a step's "cpu" gives `part`; with `plugins`, the sum of that side of every plugin. */
+static double s_cores(const json_t *step, const char *part, const char *plugins)
+{
+    const json_t *cpu = json_object_get(step, "cpu");
+    if (!plugins)
+        return sc_json_num(json_object_get(cpu, "cores"), part, 0);
+    double sum = 0;
+    const char *name;
+    const json_t *p;
+    json_object_foreach((json_t *)json_object_get(cpu, "plugins"), name, p) sum +=
+        sc_json_num(p, plugins, 0);
+    return sum;
+}
+
+/* Where the cores went in each step (loadgen's /proc readings), and each plugin's share. */
+static void s_cpu_table(const json_t *load)
+{
+    size_t i;
+    const json_t *st;
+    printf("\ncores used in each step's measured window (/proc)\n"
+           "  step      ingest  journal  daemon  daemon  plugins  plugins  load   PostgreSQL  "
+           "other   idle\n"
+           "            thread  backend  ZMQ IO  other   threads  backends  gen.  other\n");
+    json_array_foreach(json_object_get(load, "steps"), i, st)
+    {
+        if (!json_is_object(json_object_get(st, "cpu")))
+            continue;
+        printf("  %-8s %7.2f %8.2f %7.2f %7.2f %8.2f %8.2f %6.2f %9.2f %8.2f %6.2f\n",
+               sc_json_str(st, "name"), s_cores(st, "ingest thread", NULL),
+               s_cores(st, "journal backend", NULL), s_cores(st, "daemon ZeroMQ I/O", NULL),
+               s_cores(st, "daemon other", NULL), s_cores(st, NULL, "thread"),
+               s_cores(st, NULL, "backend"), s_cores(st, "load generator", NULL),
+               s_cores(st, "PostgreSQL other", NULL),
+               s_cores(st, "other (kernel, other processes)", NULL),
+               sc_json_num(json_object_get(st, "cpu"), "idle", 0));
+    }
+    printf("  each plugin, thread + backend cores (µs per event it handled during the window)\n");
+    const json_t *last = json_array_get(json_object_get(load, "steps"),
+                                        json_array_size(json_object_get(load, "steps")) - 1);
+    const char *pname;
+    const json_t *pv;
+    json_object_foreach((json_t *)json_object_get(json_object_get(last, "cpu"), "plugins"), pname,
+                        pv)
+    {
+        printf("  %-22s", pname);
+        json_array_foreach(json_object_get(load, "steps"), i, st)
+        {
+            const json_t *p =
+                json_object_get(json_object_get(json_object_get(st, "cpu"), "plugins"), pname);
+            double c = sc_json_num(p, "thread", 0) + sc_json_num(p, "backend", 0);
+            double h =
+                sc_json_num(json_object_get(json_object_get(st, "plugins_during_load"), pname),
+                            "handled_per_s", 0);
+            char cell[32];
+            if (h >= 1)
+                snprintf(cell, sizeof cell, "%.2f (%.0f)", c, c * 1e6 / h);
+            else
+                snprintf(cell, sizeof cell, "%.2f", c);
+            printf(" %5s %-12s", sc_json_str(st, "name"), cell);
+        }
+        printf("\n");
+    }
+}
+
 static int s_mkdirs(const char *dir)
 {
     char cmd[1024];
@@ -357,6 +421,8 @@ int main(int argc, char **argv)
         }
         printf("\n");
     }
+
+    s_cpu_table(load);
 
     /* The headline. */
     const json_t *one = s_step(load, "w1k1"), *half = s_step(load, "o50");
