@@ -88,7 +88,8 @@ json_t *bench_lat_summary(bench_lat_t *l);
 json_t *bench_cpu_snapshot(PGconn *db, pid_t daemon);
 
 /*
- * Cores used between two snapshots `seconds` apart: {"busy","idle","cores":{part: cores},
+ * Cores used between two snapshots `seconds` apart: {"busy","idle","iowait" (idle, waiting for
+ * the disk),"cores":{part: cores},
  * "plugins":{plugin: {"thread","backend"}}}; "cores" has "other (kernel, other processes)" for
  * what the machine did besides the parts. JSON null when either snapshot is missing.
  */

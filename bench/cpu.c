@@ -70,8 +70,8 @@ static json_t *s_threads(pid_t pid)
     return out;
 }
 
-/* The machine's busy and idle ticks, summed over its CPUs (/proc/stat's first line). */
-static int s_machine(long long *busy, long long *idle)
+/* The machine's busy, idle and disk-wait ticks, summed over its CPUs (/proc/stat's first line). */
+static int s_machine(long long *busy, long long *idle, long long *iowait)
 {
     unsigned long long v[8] = {0};
     FILE *f = fopen("/proc/stat", "r");
@@ -83,7 +83,8 @@ static int s_machine(long long *busy, long long *idle)
     if (n < 5)
         return -1;
     /* user nice system idle iowait irq softirq steal */
-    *idle = (long long)(v[3] + v[4]);
+    *idle = (long long)v[3];
+    *iowait = (long long)v[4];
     *busy = (long long)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]);
     return 0;
 }
@@ -91,8 +92,8 @@ static int s_machine(long long *busy, long long *idle)
 json_t *bench_cpu_snapshot(PGconn *db, pid_t daemon)
 {
     json_t *parts = json_object(), *seen = json_object();
-    long long busy, idle;
-    if (!parts || !seen || s_machine(&busy, &idle) < 0) {
+    long long busy, idle, iowait;
+    if (!parts || !seen || s_machine(&busy, &idle, &iowait) < 0) {
         json_decref(parts);
         json_decref(seen);
         return NULL;
@@ -149,8 +150,8 @@ json_t *bench_cpu_snapshot(PGconn *db, pid_t daemon)
     if (d)
         closedir(d);
     json_decref(seen);
-    json_t *snap = json_pack("{s:I, s:I, s:o}", "busy", (json_int_t)busy, "idle", (json_int_t)idle,
-                             "parts", parts);
+    json_t *snap = json_pack("{s:I, s:I, s:I, s:o}", "busy", (json_int_t)busy, "idle",
+                             (json_int_t)idle, "iowait", (json_int_t)iowait, "parts", parts);
     return snap;
 }
 
@@ -205,9 +206,10 @@ json_t *bench_cpu_diff(const json_t *a, const json_t *b, double seconds)
     }
     double busy = (double)(sc_json_int(b, "busy", 0) - sc_json_int(a, "busy", 0)) * per;
     double idle = (double)(sc_json_int(b, "idle", 0) - sc_json_int(a, "idle", 0)) * per;
+    double iowait = (double)(sc_json_int(b, "iowait", 0) - sc_json_int(a, "iowait", 0)) * per;
     double other = busy - accounted;
     json_object_set_new(cores, "other (kernel, other processes)",
                         json_real(other > 0 ? other : 0));
-    return json_pack("{s:f, s:f, s:o, s:o}", "busy", busy, "idle", idle, "cores", cores,
-                     "plugins", plugins);
+    return json_pack("{s:f, s:f, s:f, s:o, s:o}", "busy", busy, "idle", idle, "iowait", iowait,
+                     "cores", cores, "plugins", plugins);
 }

@@ -166,20 +166,23 @@ static void s_cpu_table(const json_t *load)
     const json_t *st;
     printf("\ncores used in each step's measured window (/proc)\n"
            "  step      ingest  journal  daemon  daemon  plugins  plugins  load   PostgreSQL  "
-           "other   idle\n"
-           "            thread  backend  ZMQ IO  other   threads  backends  gen.  other\n");
+           "other   idle  (disk\n"
+           "            thread  backend  ZMQ IO  other   threads  backends  gen.  other"
+           "                       wait)\n");
     json_array_foreach(json_object_get(load, "steps"), i, st)
     {
         if (!json_is_object(json_object_get(st, "cpu")))
             continue;
-        printf("  %-8s %7.2f %8.2f %7.2f %7.2f %8.2f %8.2f %6.2f %9.2f %8.2f %6.2f\n",
+        printf("  %-8s %7.2f %8.2f %7.2f %7.2f %8.2f %8.2f %6.2f %9.2f %8.2f %6.2f %5.2f\n",
                sc_json_str(st, "name"), s_cores(st, "ingest thread", NULL),
                s_cores(st, "journal backend", NULL), s_cores(st, "daemon ZeroMQ I/O", NULL),
                s_cores(st, "daemon other", NULL), s_cores(st, NULL, "thread"),
                s_cores(st, NULL, "backend"), s_cores(st, "load generator", NULL),
                s_cores(st, "PostgreSQL other", NULL),
                s_cores(st, "other (kernel, other processes)", NULL),
-               sc_json_num(json_object_get(st, "cpu"), "idle", 0));
+               sc_json_num(json_object_get(st, "cpu"), "idle", 0) +
+                   sc_json_num(json_object_get(st, "cpu"), "iowait", 0),
+               sc_json_num(json_object_get(st, "cpu"), "iowait", 0));
     }
     printf("  each plugin, thread + backend cores (µs per event it handled during the window)\n");
     const json_t *last = json_array_get(json_object_get(load, "steps"),
