@@ -74,7 +74,8 @@ static void s_fini(sc_ctx_t *ctx, void *state)
     if (!st)
         return;
     lg_terms_free(st);
-    json_decref(st->cards);
+    for (int i = 0; i < 4; i++)
+        sc_pqbuf_free(&st->card_cols[i]);
     json_decref(st->card_schools);
     json_decref(st->visits);
     json_decref(st->visit_keys);
@@ -138,8 +139,8 @@ static int s_init(sc_ctx_t *ctx, void **state)
     if (!st)
         return rc;
     *state = st;
-    if (!(st->cards = json_array()) || !(st->card_schools = json_object()) ||
-        !(st->visits = json_array()) || !(st->visit_keys = json_object()))
+    if (!(st->card_schools = json_object()) || !(st->visits = json_array()) ||
+        !(st->visit_keys = json_object()))
         return rc;
     rc = -EINVAL;
     if (lg_terms_load(ctx, st, json_object_get(cfg, "terms"),

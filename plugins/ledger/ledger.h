@@ -55,8 +55,12 @@ typedef struct lg_state {
     int page_limit;
     bool rescheduled; /* schools without a drill check were looked at again since start */
     /* Pupils' card events of the open batch, written together at its end (lg_end_batch):
-     * rows {ts, school, dir, card}, and the schools whose row this transaction has seen. */
-    json_t *cards;
+     * the text of four arrays (times, schools, directions, cards) as they grow, and how many.
+     * Codes and RFC 3339 times hold nothing an array literal would need escaped. */
+    sc_pqbuf_t card_cols[4];
+    size_t ncards;
+    /* The schools whose row the plugin knows is there: kept from batch to batch, forgotten
+     * when a batch is rolled back (it may have registered them) or finds one missing. */
     json_t *card_schools;
     /* Visitors' entries of the open batch not written yet (s_visit_wait in records.c), and
      * their keys "school/visit". */

@@ -257,30 +257,43 @@ int lg_end_batch(sc_ctx_t *ctx, void *state, bool keep)
     int rc = keep ? s_visits_write(ctx, st) : 0;
     json_array_clear(st->visits);
     json_object_clear(st->visit_keys);
-    size_t n = json_array_size(st->cards);
-    if (keep && n > 0) {
-        char *rows = json_dumps(st->cards, JSON_COMPACT);
-        const char *p[1] = {rows};
+    size_t n = st->ncards;
+    if (keep && rc == 0 && n > 0) {
+        const char *p[4];
+        for (int i = 0; i < 4 && rc == 0; i++) {
+            if (sc_pqbuf_put(&st->card_cols[i], "}", 2) < 0) /* with its NUL */
+                rc = -ENOMEM;
+            p[i] = st->card_cols[i].p;
+        }
         PGresult *res = NULL;
-        if (!rows)
-            rc = -ENOMEM;
-        else if (!(res =
-                       sc_pq_exec(sc_db(ctx),
-                                  "INSERT INTO ledger.card_events (ts, school_id, direction, card)"
-                                  " SELECT (r->>'ts')::timestamptz, s.id, (r->>'dir')::int,"
-                                  "        r->>'card'"
-                                  "   FROM json_array_elements($1::json) r"
-                                  "   JOIN ledger.schools s ON s.school = r->>'school'",
-                                  1, p, &rc)))
+        if (rc == 0 &&
+            !(res = sc_pq_exec(sc_db(ctx),
+                               "INSERT INTO ledger.card_events (ts, school_id, direction, card)"
+                               " SELECT r.ts, s.id, r.dir, r.card"
+                               "   FROM unnest($1::timestamptz[], $2::text[], $3::smallint[],"
+                               "               $4::text[]) AS r(ts, school, dir, card)"
+                               "   JOIN ledger.schools s ON s.school = r.school",
+                               4, p, &rc)))
             SC_LOG_ERR(ctx, "%s", PQerrorMessage(sc_db(ctx)));
-        else if ((size_t)atoll(PQcmdTuples(res)) != n)
-            rc = -EIO; /* a school's row vanished within the transaction: cannot happen */
+        else if (res && (size_t)atoll(PQcmdTuples(res)) != n)
+            rc = -EIO; /* a school's row is not there (a batch that registered it was lost) */
         PQclear(res);
-        free(rows);
     }
-    json_array_clear(st->cards);
-    json_object_clear(st->card_schools);
+    for (int i = 0; i < 4; i++)
+        st->card_cols[i].len = 0;
+    st->ncards = 0;
+    if (!keep || rc < 0) /* a school registered meanwhile may be gone with the transaction */
+        json_object_clear(st->card_schools);
     return rc;
+}
+
+/* Adds a value to one of the card columns: a code or an RFC 3339 time, quoted as it is. */
+static int s_card_col(sc_pqbuf_t *b, bool first, const char *v)
+{
+    return sc_pqbuf_put(b, first ? "{\"" : ",\"", 2) < 0 || sc_pqbuf_put(b, v, strlen(v)) < 0 ||
+                   sc_pqbuf_put(b, "\"", 1) < 0
+               ? -ENOMEM
+               : 0;
 }
 
 /*
@@ -325,7 +338,7 @@ static int s_visits_write(sc_ctx_t *ctx, lg_state_t *st)
         SC_LOG_ERR(ctx, "%s", PQerrorMessage(sc_db(ctx)));
         goto out;
     }
-    if ((size_t)PQntuples(res) != n) { /* a school's row vanished within the transaction */
+    if ((size_t)PQntuples(res) != n) { /* a school's row is not there after all */
         rc = -EIO;
         goto out;
     }
@@ -1042,9 +1055,9 @@ static bool s_pupil(const json_t *d)
 }
 
 /*
- * A pupil's card event: one narrow row. The first of a school in a batch is written at once,
- * the school found (or registered) by the same statement; the others wait for the batch's
- * end and go in one statement, since the school's row is then known to be there.
+ * A pupil's card event: one narrow row. The first of a school the plugin does not know yet is
+ * written at once, the school found (or registered) by the same statement; the others wait for
+ * the batch's end and go in one statement, since the school's row is known to be there.
  */
 static int s_card(sc_ctx_t *ctx, lg_state_t *st, const sc_event_t *ev, int direction)
 {
@@ -1053,9 +1066,12 @@ static int s_card(sc_ctx_t *ctx, lg_state_t *st, const sc_event_t *ev, int direc
     snprintf(dir, sizeof dir, "%d", direction);
     sc_time_format(ev->occurred_at, when);
     if (json_object_get(st->card_schools, ev->school)) {
-        json_t *row = json_pack("{s:s, s:s, s:i, s:s}", "ts", when, "school", ev->school, "dir",
-                                direction, "card", sc_json_str(ev->data, "card"));
-        return row && json_array_append_new(st->cards, row) == 0 ? 0 : -ENOMEM;
+        const char *v[4] = {when, ev->school, dir, sc_json_str(ev->data, "card")};
+        for (int i = 0; i < 4; i++)
+            if (s_card_col(&st->card_cols[i], st->ncards == 0, v[i]) < 0)
+                return -ENOMEM;
+        st->ncards++;
+        return 0;
     }
     const char *p[4] = {when, ev->school, dir, sc_json_str(ev->data, "card")};
     for (int attempt = 0; attempt < 2; attempt++) {
