@@ -44,8 +44,7 @@ static void s_add(json_t *parts, const char *part, long long ticks)
 {
     if (ticks <= 0)
         return;
-    json_object_set_new(parts, part,
-                        json_integer(sc_json_int(parts, part, 0) + (json_int_t)ticks));
+    json_object_set_new(parts, part, json_integer(sc_json_int(parts, part, 0) + (json_int_t)ticks));
 }
 
 /* Every thread of process pid, by comm: {comm: ticks}. */
@@ -196,8 +195,8 @@ json_t *bench_cpu_diff(const json_t *a, const json_t *b, double seconds)
         if (plugin) {
             json_t *p = json_object_get(plugins, plugin);
             if (!p)
-                json_object_set_new(plugins, plugin, p = json_pack("{s:f, s:f}", "thread", 0.0,
-                                                                   "backend", 0.0));
+                json_object_set_new(plugins, plugin,
+                                    p = json_pack("{s:f, s:f}", "thread", 0.0, "backend", 0.0));
             const char *side = key[0] == 'b' ? "backend" : "thread";
             json_object_set_new(p, side, json_real(json_real_value(json_object_get(p, side)) + c));
         } else {
@@ -208,8 +207,7 @@ json_t *bench_cpu_diff(const json_t *a, const json_t *b, double seconds)
     double idle = (double)(sc_json_int(b, "idle", 0) - sc_json_int(a, "idle", 0)) * per;
     double iowait = (double)(sc_json_int(b, "iowait", 0) - sc_json_int(a, "iowait", 0)) * per;
     double other = busy - accounted;
-    json_object_set_new(cores, "other (kernel, other processes)",
-                        json_real(other > 0 ? other : 0));
+    json_object_set_new(cores, "other (kernel, other processes)", json_real(other > 0 ? other : 0));
     return json_pack("{s:f, s:f, s:f, s:o, s:o}", "busy", busy, "idle", idle, "iowait", iowait,
                      "cores", cores, "plugins", plugins);
 }
