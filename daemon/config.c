@@ -30,6 +30,9 @@ static const struct sc_config_key s_ingest_keys[] = {
     {"queue_max", SC_CFG_INT, "16384", "events waiting for the journal before intake pauses"},
     {"busy", SC_CFG_INT, "1024",
      "events waiting for the journal at which intake is busy and plugins yield (0: never)"},
+    {"spin_us", SC_CFG_INT, "300",
+     "microseconds the ingest thread waits awake for the answer to a batch of a few events "
+     "before it sleeps (0: it sleeps at once)"},
     {"curve", SC_CFG_BOOL, "false", "require CURVE authentication of senders"},
     {"secret_key_file", SC_CFG_STRING, "null", "file holding the daemon's Z85 CURVE secret key"},
     {"insecure", SC_CFG_BOOL, "false", "allow a non-loopback endpoint without CURVE"},
@@ -197,7 +200,7 @@ static int s_check_core(sc__config_t *cfg, json_t *doc, char *err, size_t errlen
         {"plugins", "pace", 0, 10000},          {"plugins", "tail", 0, 16777216},
         {"plugins", "yield", 0, 60000},         {"ingest", "busy", 0, 10000000},
         {"plugins", "backoff_min", 1, 3600000}, {"plugins", "backoff_max", 1, 86400000},
-        {"publish", "hwm", 0, 100000000},
+        {"publish", "hwm", 0, 100000000},       {"ingest", "spin_us", 0, 100000},
     };
     for (size_t i = 0; i < sizeof ranges / sizeof ranges[0]; i++) {
         json_int_t n = sc__cfg_int(core, ranges[i].group, ranges[i].key);

@@ -233,6 +233,7 @@ typedef struct s_ingest {
     size_t queued;
     size_t queue_max, busy, batch_max;
     size_t take_max;      /* most messages read in one turn of the loop */
+    int64_t spin_us;      /* ingest.spin_us: see s_spin() */
     int64_t next_take_us; /* while a batch is in the database, intake reads again then */
 } s_ingest_t;
 
@@ -766,6 +767,26 @@ static int s_bind_router(s_ingest_t *in, char *err, size_t errlen)
     return 0;
 }
 
+/*
+ * Waits awake, up to ingest.spin_us, for the journal's answer to a batch of a few events:
+ * true when it came (read, waiting to be taken). One event alone in flight had spent as long
+ * waking the sleeping ingest thread when its answer came as in the database (a virtual
+ * machine's idle CPU takes that long to wake): ack p50 1.03 ms against 0.53 ms awake. A
+ * larger batch means events are arriving, and the thread has other work than waiting.
+ */
+#define S_SPIN_BATCH 4
+static bool s_spin(s_ingest_t *in)
+{
+    s_journal_t *j = &in->j;
+    if (in->spin_us <= 0 || !j->flying || j->flying->n > S_SPIN_BATCH || !j->conn)
+        return false;
+    int64_t until = sc__mono_us() + in->spin_us;
+    while (PQconsumeInput(j->conn) && PQisBusy(j->conn))
+        if (sc__mono_us() >= until)
+            return false;
+    return true; /* the answer, or a broken connection for the turn to find */
+}
+
 /* How long the loop may sleep: until the next connection attempt, or its deadline. */
 static long s_timeout(const s_ingest_t *in)
 {
@@ -792,6 +813,7 @@ static void *s_ingest_main(void *arg)
     in.busy = (size_t)sc__cfg_int(core, "ingest", "busy");
     in.batch_max = (size_t)sc__cfg_int(core, "ingest", "batch_max");
     in.take_max = in.batch_max > 1024 ? 1024 : in.batch_max;
+    in.spin_us = sc__cfg_int(core, "ingest", "spin_us");
     j->districts = json_object();
     in.control = zmq_socket(in.d->zctx, ZMQ_PAIR);
     zmq_connect(in.control, S_CONTROL_PIPE);
@@ -823,8 +845,10 @@ static void *s_ingest_main(void *arg)
             pi[db_at = npi++] = (zmq_pollitem_t){
                 NULL, PQsocket(j->connecting),
                 j->connect_poll == PGRES_POLLING_READING ? ZMQ_POLLIN : ZMQ_POLLOUT, 0};
-        long timeout = s_timeout(&in);
-        if (open && gathering) {
+        /* The answer to a small batch may come sooner than a sleeping thread wakes. */
+        bool spun = s_spin(&in);
+        long timeout = spun ? 0 : s_timeout(&in);
+        if (open && gathering && !spun) {
             long t = (long)((in.next_take_us - now_us + 999) / 1000);
             timeout = timeout < 0 || t < timeout ? t : timeout;
         }
@@ -833,7 +857,7 @@ static void *s_ingest_main(void *arg)
                 break;
             continue;
         }
-        bool db_ready = db_at >= 0 && pi[db_at].revents;
+        bool db_ready = spun || (db_at >= 0 && pi[db_at].revents);
         if (!j->conn)
             s_journal_connect(&in, db_ready);
         if (pi[0].revents & ZMQ_POLLIN) {
