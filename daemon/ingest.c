@@ -234,6 +234,7 @@ typedef struct s_ingest {
     size_t queue_max, busy, batch_max;
     size_t take_max;      /* most messages read in one turn of the loop */
     int64_t spin_us;      /* ingest.spin_us: see s_spin() */
+    bool spun;            /* s_spin() has waited for the batch in flight already */
     int64_t next_take_us; /* while a batch is in the database, intake reads again then */
 } s_ingest_t;
 
@@ -575,6 +576,7 @@ static void s_send_next(s_ingest_t *in, const s_flight_t *landed)
         return;
     if (s_journal_send(j, f) == 0) {
         j->flying = f;
+        in->spun = false;
     } else {
         s_journal_results(j, f, -EAGAIN);
         s_answered(in, f);
@@ -778,8 +780,9 @@ static int s_bind_router(s_ingest_t *in, char *err, size_t errlen)
 static bool s_spin(s_ingest_t *in)
 {
     s_journal_t *j = &in->j;
-    if (in->spin_us <= 0 || !j->flying || j->flying->n > S_SPIN_BATCH || !j->conn)
+    if (in->spin_us <= 0 || in->spun || !j->flying || j->flying->n > S_SPIN_BATCH || !j->conn)
         return false;
+    in->spun = true; /* once a batch: a slow commit is waited for asleep */
     int64_t until = sc__mono_us() + in->spin_us;
     while (PQconsumeInput(j->conn) && PQisBusy(j->conn))
         if (sc__mono_us() >= until)
