@@ -466,6 +466,33 @@ def test_a_trickle_of_events_shares_transactions():
         assert d.plugin("probe")["batches"] == 30, d.plugin("probe")
 
 
+def test_a_resend_leaves_the_plugins_reading_from_memory():
+    # A resend alone in its batch draws a number nobody can place. The journal's tail leaves
+    # just that number to the database and keeps what it holds: a runner still behind it (here
+    # waiting out plugins.pace) takes the events before and after it from memory. (The tail
+    # had started over after such a number, and the runner read the events before it back.)
+    hour = "tick_interval = 3600;"
+    with Daemon("resend", manual=False, plugin_settings="pace = 1000;", clock_settings=hour) as d:
+        d.directory()  # the school's district known: its events are kept in memory
+        d.ok("probe.event", {"n": 0})  # handled at once; the runner then waits out its pace
+        deadline = time.time() + 10
+        while d.plugin("probe")["handled"] < 1 and time.time() < deadline:
+            time.sleep(0.005)
+        before = d.plugin("probe")
+        first = d.envelope("probe.event", {"n": 1})
+        assert d.send_raw(json.dumps(first))["ok"]
+        d.ok("probe.event", {"n": 2})
+        again = d.send_raw(json.dumps(first))
+        assert again["ok"] and again["duplicate"], again
+        d.ok("probe.event", {"n": 3})
+        while d.plugin("probe")["handled"] < 4 and time.time() < deadline:
+            time.sleep(0.02)
+        after = d.plugin("probe")
+        assert after["handled"] == 4, after
+        assert after["from_tail"] - before["from_tail"] == 3, (before, after)
+        assert after["from_journal"] == before["from_journal"], (before, after)
+
+
 def test_plugins_yield_to_a_busy_intake():
     # ingest.busy = 1: intake is busy whenever an event waits for the journal. While a pipelined
     # stream keeps it so, the plugin leaves plugins.yield (here longer than the test) between its
