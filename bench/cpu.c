@@ -14,10 +14,11 @@
 #include <unistd.h>
 
 /*
- * The comm and utime + stime (clock ticks) of /proc/<path>/stat; the comm may hold spaces and
- * parentheses, so the fields are read after its last ')'. Returns -1 when unreadable (gone).
+ * The comm, parent and utime + stime (clock ticks) of /proc/<path>/stat (comm and ppid may be
+ * NULL); the comm may hold spaces and parentheses, so the fields are read after its last ')'.
+ * Returns -1 when unreadable (gone).
  */
-static long long s_stat_ticks(const char *path, char *comm, size_t commlen)
+static long long s_stat_ticks(const char *path, char *comm, size_t commlen, int *ppid)
 {
     char buf[1024];
     FILE *f = fopen(path, "r");
@@ -34,9 +35,12 @@ static long long s_stat_ticks(const char *path, char *comm, size_t commlen)
     /* After ") ": state(3) ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt
      * utime(14) stime(15). */
     unsigned long long utime, stime;
-    if (sscanf(close + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
-               &stime) != 2)
+    int parent;
+    if (sscanf(close + 2, "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &parent, &utime,
+               &stime) != 3)
         return -1;
+    if (ppid)
+        *ppid = parent;
     return (long long)(utime + stime);
 }
 
@@ -60,7 +64,7 @@ static json_t *s_threads(pid_t pid)
             continue;
         char path[128], comm[64];
         snprintf(path, sizeof path, "%s/%.24s/stat", dir, e->d_name);
-        long long t = s_stat_ticks(path, comm, sizeof comm);
+        long long t = s_stat_ticks(path, comm, sizeof comm, NULL);
         if (t >= 0)
             s_add(out, comm, t);
     }
@@ -115,7 +119,9 @@ json_t *bench_cpu_snapshot(PGconn *db, pid_t daemon)
         s_add(parts, part, json_integer_value(v));
     }
     json_decref(threads);
-    /* The daemon's sessions, by application_name (safecampusd/<who>). */
+    /* The daemon's sessions, by application_name (safecampusd/<who>); their parent is the
+     * cluster's postmaster. */
+    int postmaster = 0;
     PGresult *res = PQexec(db, "SELECT pid, application_name FROM pg_stat_activity"
                                " WHERE application_name LIKE 'safecampusd/%'");
     for (int i = 0; PQresultStatus(res) == PGRES_TUPLES_OK && i < PQntuples(res); i++) {
@@ -128,11 +134,12 @@ json_t *bench_cpu_snapshot(PGconn *db, pid_t daemon)
             snprintf(part, sizeof part, "daemon other");
         else
             snprintf(part, sizeof part, "backend %s", who);
-        s_add(parts, part, s_stat_ticks(path, NULL, 0));
+        s_add(parts, part, s_stat_ticks(path, NULL, 0, &postmaster));
         json_object_set_new(seen, PQgetvalue(res, i, 0), json_true());
     }
     PQclear(res);
-    /* The rest of PostgreSQL (the WAL writer, checkpointer, other sessions), and us. */
+    /* The rest of this cluster (the postmaster, WAL writer, checkpointer, other sessions) —
+     * not another cluster on the machine — and us. */
     DIR *d = opendir("/proc");
     struct dirent *e;
     while (d && (e = readdir(d))) {
@@ -140,10 +147,12 @@ json_t *bench_cpu_snapshot(PGconn *db, pid_t daemon)
             continue;
         char path[64], pcomm[64];
         snprintf(path, sizeof path, "/proc/%.24s/stat", e->d_name);
-        long long t = s_stat_ticks(path, pcomm, sizeof pcomm);
-        if (atoi(e->d_name) == (int)getpid())
+        int pid = atoi(e->d_name), ppid = 0;
+        long long t = s_stat_ticks(path, pcomm, sizeof pcomm, &ppid);
+        if (pid == (int)getpid())
             s_add(parts, "load generator", t);
-        else if (strcmp(pcomm, "postgres") == 0)
+        else if (postmaster ? pid == postmaster || ppid == postmaster
+                            : strcmp(pcomm, "postgres") == 0)
             s_add(parts, "PostgreSQL other", t);
     }
     if (d)

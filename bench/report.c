@@ -154,8 +154,10 @@ static double s_cores(const json_t *step, const char *part, const char *plugins)
     double sum = 0;
     const char *name;
     const json_t *p;
-    json_object_foreach((json_t *)json_object_get(cpu, "plugins"), name, p) sum +=
-        sc_json_num(p, plugins, 0);
+    json_object_foreach((json_t *)json_object_get(cpu, "plugins"), name, p)
+    {
+        sum += sc_json_num(p, plugins, 0);
+    }
     return sum;
 }
 
@@ -171,7 +173,8 @@ static void s_cpu_table(const json_t *load)
            "                       wait)\n");
     json_array_foreach(json_object_get(load, "steps"), i, st)
     {
-        if (!json_is_object(json_object_get(st, "cpu")))
+        const json_t *cpu = json_object_get(st, "cpu");
+        if (!json_is_object(cpu))
             continue;
         printf("  %-8s %7.2f %8.2f %7.2f %7.2f %8.2f %8.2f %6.2f %9.2f %8.2f %6.2f %5.2f\n",
                sc_json_str(st, "name"), s_cores(st, "ingest thread", NULL),
@@ -180,9 +183,8 @@ static void s_cpu_table(const json_t *load)
                s_cores(st, NULL, "backend"), s_cores(st, "load generator", NULL),
                s_cores(st, "PostgreSQL other", NULL),
                s_cores(st, "other (kernel, other processes)", NULL),
-               sc_json_num(json_object_get(st, "cpu"), "idle", 0) +
-                   sc_json_num(json_object_get(st, "cpu"), "iowait", 0),
-               sc_json_num(json_object_get(st, "cpu"), "iowait", 0));
+               sc_json_num(cpu, "idle", 0) + sc_json_num(cpu, "iowait", 0),
+               sc_json_num(cpu, "iowait", 0));
     }
     printf("  each plugin, thread + backend cores (µs per event it handled during the window)\n");
     const json_t *last = json_array_get(json_object_get(load, "steps"),
