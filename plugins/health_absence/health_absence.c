@@ -740,17 +740,19 @@ static void s_pending_drop(struct ha_state *st)
  * Writes the absences waiting in st->pending, then raises what each calls for, in
  * the order they came: one statement, or more when a case a cluster rule counts
  * is followed by a row of its school that must wait for its clusters (see
- * ha_reported). Returns 0 or -errno; nothing waits after.
+ * ha_reported); ha_flush_window says how many of the rest each is given. Returns 0
+ * or -errno; nothing waits after.
  */
 static int s_flush(sc_ctx_t *ctx, struct ha_state *st)
 {
     PGresult *res = NULL;
     char *rows = NULL;
     int rc = 0;
-    size_t done = 0, n = json_array_size(st->pending);
+    size_t done = 0, n = json_array_size(st->pending), given = 0, k = 0;
     while (done < n && rc == 0) {
+        given = ha_flush_window(given, k, n - done);
         json_t *rest = json_array();
-        for (size_t i = done; rest && i < n; i++)
+        for (size_t i = done; rest && i < done + given; i++)
             json_array_append(rest, json_array_get(st->pending, i));
         rows = rest ? json_dumps(rest, JSON_COMPACT) : NULL;
         json_decref(rest);
@@ -767,9 +769,9 @@ static int s_flush(sc_ctx_t *ctx, struct ha_state *st)
                            st->rule_syndromes};
         if (!(res = ha_run(ctx, "ha_reported", 7, p, &rc)))
             break;
-        size_t k = (size_t)PQntuples(res);
-        if (k == 0 || k > n - done) { /* the first row is always written: cannot happen */
-            SC_LOG_ERR(ctx, "ha_reported answered %zu rows for %zu absences", k, n - done);
+        k = (size_t)PQntuples(res);
+        if (k == 0 || k > given) { /* the first row is always written: cannot happen */
+            SC_LOG_ERR(ctx, "ha_reported answered %zu rows for %zu absences", k, given);
             rc = -EIO;
             break;
         }

@@ -124,6 +124,27 @@ struct ha_state {
     json_t *pending_keys;
 };
 
+/* Fewest absences a statement is given once one had to stop early. */
+#define HA_FLUSH_WINDOW_MIN 8
+
+/*
+ * How many of the `left` absences still waiting the next ha_reported statement is given,
+ * after one that was given `given` and wrote the first `written` of them (0 and 0 before
+ * the first). A statement stops before a counted case that must wait for one written
+ * just before it, and whatever it was given after that is sent again: on an outbreak's
+ * day, a batch of n cases of one school would have been sent whole n times. So the first
+ * statement is given everything (a batch with nothing to wait for goes in one); after
+ * one stopped early, twice what it wrote (at least HA_FLUSH_WINDOW_MIN); after one that
+ * wrote all it was given, twice as many. Every row is then sent at most a few times.
+ */
+static inline size_t ha_flush_window(size_t given, size_t written, size_t left)
+{
+    size_t next = given == 0 ? left : written < given ? 2 * written : 2 * given;
+    if (next < HA_FLUSH_WINDOW_MIN)
+        next = HA_FLUSH_WINDOW_MIN;
+    return next < left ? next : left;
+}
+
 /*
  * A statement the plugin prepares on its connection in init (the core runs init again
  * on every new connection) and runs by name: the handle path runs a few statements per

@@ -1,4 +1,5 @@
 /* Unit tests: the health_absence plugin against the fake host and a scratch PostgreSQL database. */
+#include "../../plugins/health_absence/health_absence.h"
 #include "fakehost.h"
 
 #include <math.h>
@@ -1189,6 +1190,103 @@ static void test_batch_splits_only_where_a_count_depends_on_it(void **state)
     fh_destroy(&fh);
 }
 
+/*
+ * How many absences each ha_reported statement is given (ha_flush_window), for a batch of n
+ * whose statements stop early every `every` rows (1: every row is a counted case of one
+ * school; 0: never). Returns the rows given in all; *statements counts the statements.
+ */
+static size_t s_given_total(size_t n, size_t every, size_t *statements)
+{
+    size_t done = 0, given = 0, written = 0, total = 0;
+    *statements = 0;
+    while (done < n) {
+        given = ha_flush_window(given, written, n - done);
+        assert_true(given >= 1 && given <= n - done);
+        /* The statement writes up to the next row that must wait for those before it. */
+        size_t next_cut = every ? (done / every + 1) * every : n;
+        written = next_cut - done < given ? next_cut - done : given;
+        done += written;
+        total += given;
+        ++*statements;
+    }
+    return total;
+}
+
+/* Every row is sent a bounded number of times, however the batch's statements stop. */
+static void test_flush_window(void **state)
+{
+    (void)state;
+    size_t statements;
+    /* Nothing to wait for: one statement, every row once. */
+    assert_int_equal(s_given_total(1000, 0, &statements), 1000);
+    assert_int_equal(statements, 1);
+    /* An outbreak: a statement per case, as before, but each given a handful of rows after
+     * the first, not all the rest (500 500 rows for 1000 cases). */
+    assert_true(s_given_total(1000, 1, &statements) <= 1000 + 999 * HA_FLUSH_WINDOW_MIN);
+    assert_int_equal(statements, 1000);
+    /* Cases every 50 rows: each row given about three times. */
+    assert_true(s_given_total(1000, 50, &statements) <= 3 * 1000);
+    assert_int_equal(statements, 20);
+    /* A dense stretch and then none: the window grows back, a few statements more. */
+    assert_int_equal(ha_flush_window(0, 0, 40), 40);
+    assert_int_equal(ha_flush_window(40, 1, 39), HA_FLUSH_WINDOW_MIN);
+    assert_int_equal(ha_flush_window(HA_FLUSH_WINDOW_MIN, HA_FLUSH_WINDOW_MIN, 1000),
+                     2 * HA_FLUSH_WINDOW_MIN);
+    assert_int_equal(ha_flush_window(100, 30, 1000), 60);
+    assert_int_equal(ha_flush_window(100, 30, 7), 7);
+}
+
+/*
+ * An outbreak's morning in one batch: 40 fever cases of one school's class (each waits for
+ * the one before it, so 40 statements) among personal absences, then one of another school.
+ * The batch leaves what one event at a time leaves, and raises the same.
+ */
+static void test_outbreak_batch_as_one_by_one(void **state)
+{
+    (void)state;
+    enum { S_CASES = 40, S_ROWS = 3 * S_CASES + 1 };
+    char envs[S_ROWS][512];
+    const char *p[S_ROWS];
+    for (size_t i = 0; i < S_ROWS; i++) {
+        const char *school = i == S_ROWS - 1 ? "sch-2" : "sch-1";
+        const char *what = i % 3 == 0 || i == S_ROWS - 1
+                               ? "\"reason\":\"illness\",\"symptoms\":[\"fever\"]"
+                               : "\"reason\":\"personal\"";
+        snprintf(envs[i], sizeof envs[i],
+                 "{\"type\":\"health.absence.reported\",\"school\":\"%s\",\"district\":\"d-1\","
+                 "\"source\":\"test\",\"id\":\"e-%zu\",\"actor\":\"doc-1\",\"data\":{"
+                 "\"student\":\"st-%03zu\",\"class\":\"c-1a\",\"date\":\"2026-03-02\",%s}}",
+                 school, i, i, what);
+        p[i] = envs[i];
+    }
+    fh_t *fh = s_new(NULL, "2026-03-02T09:00:00+08:00");
+    for (size_t i = 0; i < S_ROWS; i++)
+        assert_int_equal(fh_handle(fh, p[i]), 0);
+    json_t *raised_one = fh_take_emitted(fh);
+    char *tables_one = s_tables(fh);
+    fh_destroy(&fh);
+
+    fh = s_new(NULL, "2026-03-02T09:00:00+08:00");
+    assert_int_equal(fh_handle_batch(fh, p, S_ROWS, true), 0);
+    json_t *raised_batch = fh_take_emitted(fh);
+    char *tables_batch = s_tables(fh);
+    s_assert_sql(fh, "SELECT count(*) FROM health.absences", NULL, "121");
+    s_assert_sql(fh, "SELECT count(DISTINCT cmin::text) FROM health.absences", NULL, "40");
+    fh_destroy(&fh);
+
+    assert_true(fh_count(raised_one, "health.cluster.suspected") >= 1);
+    char *a = json_dumps(raised_one, JSON_COMPACT | JSON_SORT_KEYS);
+    char *b = json_dumps(raised_batch, JSON_COMPACT | JSON_SORT_KEYS);
+    assert_string_equal(a, b);
+    assert_string_equal(tables_one, tables_batch);
+    free(a);
+    free(b);
+    free(tables_one);
+    free(tables_batch);
+    json_decref(raised_one);
+    json_decref(raised_batch);
+}
+
 static void test_config_refused(void **state)
 {
     (void)state;
@@ -1227,6 +1325,8 @@ int main(void)
         cmocka_unit_test_teardown(test_validation_fixture, s_teardown),
         cmocka_unit_test(test_batch_as_one_by_one),
         cmocka_unit_test(test_batch_splits_only_where_a_count_depends_on_it),
+        cmocka_unit_test(test_flush_window),
+        cmocka_unit_test(test_outbreak_batch_as_one_by_one),
         cmocka_unit_test_teardown(test_types, s_teardown),
         cmocka_unit_test_teardown(test_syndromes_stored, s_teardown),
         cmocka_unit_test_teardown(test_future_dates_rejected, s_teardown),
