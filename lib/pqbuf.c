@@ -97,3 +97,38 @@ int sc_pqfield_jsonb(sc_pqbuf_t *b, const char *s, size_t len)
         return -ENOMEM;
     return sc_pqbuf_put(b, s, len);
 }
+
+int sc_pqbuf_puts(sc_pqbuf_t *b, const char *s)
+{
+    return sc_pqbuf_put(b, s, strlen(s));
+}
+
+int sc_pqbuf_json_str(sc_pqbuf_t *b, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (!s)
+        return sc_pqbuf_put(b, "null", 4);
+    size_t n = strlen(s);
+    /* At worst every byte becomes \u00XX. */
+    if (sc_pqbuf_reserve(b, 6 * n + 2) < 0)
+        return -ENOMEM;
+    char *o = b->p + b->len;
+    *o++ = '"';
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            *o++ = '\\';
+            *o++ = (char)c;
+        } else if (c < 0x20) {
+            memcpy(o, "\\u00", 4);
+            o[4] = hex[c >> 4];
+            o[5] = hex[c & 15];
+            o += 6;
+        } else {
+            *o++ = (char)c;
+        }
+    }
+    *o++ = '"';
+    b->len = (size_t)(o - b->p);
+    return 0;
+}

@@ -180,6 +180,16 @@ int sc_pqfield_int8(sc_pqbuf_t *b, int64_t v);
 int sc_pqfield_time(sc_pqbuf_t *b, sc_time_t t);
 int sc_pqfield_jsonb(sc_pqbuf_t *b, const char *s, size_t len);
 
+/*
+ * JSON text straight into a buffer, for a statement that takes many rows as one
+ * JSON parameter: a row written as text costs a fraction of building jansson
+ * values and dumping them. sc_pqbuf_puts appends a C string as it is;
+ * sc_pqbuf_json_str appends s as a JSON string literal, escaped as RFC 8259
+ * asks (s valid UTF-8), or null when s is NULL.
+ */
+int sc_pqbuf_puts(sc_pqbuf_t *b, const char *s);
+int sc_pqbuf_json_str(sc_pqbuf_t *b, const char *s);
+
 #ifdef __cplusplus
 }
 #endif

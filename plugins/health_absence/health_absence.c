@@ -732,12 +732,13 @@ static int s_after_write(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *e
 
 static void s_pending_drop(struct ha_state *st)
 {
-    json_array_clear(st->pending);
+    st->rows.len = 0;
+    st->nwaiting = 0;
     json_object_clear(st->pending_keys);
 }
 
 /*
- * Writes the absences waiting in st->pending, then raises what each calls for, in
+ * Writes the absences waiting in the batch, then raises what each calls for, in
  * the order they came: one statement, or more when a case a cluster rule counts
  * is followed by a row of its school that must wait for its clusters (see
  * ha_reported); ha_flush_window says how many of the rest each is given. Returns 0
@@ -746,27 +747,27 @@ static void s_pending_drop(struct ha_state *st)
 static int s_flush(sc_ctx_t *ctx, struct ha_state *st)
 {
     PGresult *res = NULL;
-    char *rows = NULL;
     int rc = 0;
-    size_t done = 0, n = json_array_size(st->pending), given = 0, k = 0;
+    size_t done = 0, n = st->nwaiting, given = 0, k = 0;
     while (done < n && rc == 0) {
         given = ha_flush_window(given, k, n - done);
-        json_t *rest = json_array();
-        for (size_t i = done; rest && i < done + given; i++)
-            json_array_append(rest, json_array_get(st->pending, i));
-        rows = rest ? json_dumps(rest, JSON_COMPACT) : NULL;
-        json_decref(rest);
-        if (!rows) {
+        /* The rows [done, done + given) are contiguous, each followed by a comma: the
+         * last comma becomes the array's end. */
+        size_t from = st->waiting[done].at,
+               to = done + given < n ? st->waiting[done + given].at : st->rows.len;
+        st->send.len = 0;
+        if (sc_pqbuf_put(&st->send, "[", 1) < 0 ||
+            sc_pqbuf_put(&st->send, st->rows.p + from, to - from) < 0) {
             rc = -ENOMEM;
             break;
         }
-        const char *p[] = {rows,
-                           st->report_time,
-                           st->school_days,
-                           st->cutoff,
-                           st->rule_diseases,
-                           st->rule_similar,
-                           st->rule_syndromes};
+        st->send.p[st->send.len - 1] = ']';
+        if (sc_pqbuf_put(&st->send, "", 1) < 0) { /* its NUL */
+            rc = -ENOMEM;
+            break;
+        }
+        const char *p[] = {st->send.p,        st->report_time,  st->school_days,   st->cutoff,
+                           st->rule_diseases, st->rule_similar, st->rule_syndromes};
         if (!(res = ha_run(ctx, "ha_reported", 7, p, &rc)))
             break;
         k = (size_t)PQntuples(res);
@@ -776,21 +777,18 @@ static int s_flush(sc_ctx_t *ctx, struct ha_state *st)
             break;
         }
         for (size_t i = 0; i < k && rc == 0; i++) {
-            const json_t *row = json_array_get(st->pending, done + i);
-            const sc_event_t ev = {.id = sc_json_int(row, "event", 0),
+            const struct ha_waiting *w = &st->waiting[done + i];
+            const sc_event_t ev = {.id = w->event,
                                    .type = "health.absence.reported",
-                                   .school = sc_json_str(row, "school"),
-                                   .district = sc_json_str(row, "district"),
-                                   .occurred_at = sc_json_time(row, "occurred_at", 0)};
-            rc = s_after_write(ctx, st, &ev, res, (int)i, sc_json_str(row, "tz"));
+                                   .school = w->school,
+                                   .district = w->district[0] ? w->district : NULL,
+                                   .occurred_at = w->occurred_at};
+            rc = s_after_write(ctx, st, &ev, res, (int)i, w->tz);
         }
         done += k;
-        free(rows);
-        rows = NULL;
         PQclear(res);
         res = NULL;
     }
-    free(rows);
     PQclear(res);
     s_pending_drop(st);
     return rc;
@@ -803,12 +801,66 @@ static const char *s_given(const json_t *d, const char *key)
     return v && !json_is_null(v) ? json_string_value(v) : NULL;
 }
 
+/* Appends "key": and a comma around the JSON text of s (a string, or null when s is NULL). */
+static int s_jstr(sc_pqbuf_t *b, const char *key, const char *s)
+{
+    return sc_pqbuf_put(b, "\"", 1) < 0 || sc_pqbuf_puts(b, key) < 0 ||
+                   sc_pqbuf_put(b, "\":", 2) < 0 || sc_pqbuf_json_str(b, s) < 0 ||
+                   sc_pqbuf_put(b, ",", 1) < 0
+               ? -ENOMEM
+               : 0;
+}
+
+/* The same for JSON text written as it is: a number, a boolean, null. */
+static int s_jraw(sc_pqbuf_t *b, const char *key, const char *json)
+{
+    return sc_pqbuf_put(b, "\"", 1) < 0 || sc_pqbuf_puts(b, key) < 0 ||
+                   sc_pqbuf_put(b, "\":", 2) < 0 || sc_pqbuf_puts(b, json) < 0 ||
+                   sc_pqbuf_put(b, ",", 1) < 0
+               ? -ENOMEM
+               : 0;
+}
+
+/* The same for an array of strings (NULL: null). */
+static int s_jarray(sc_pqbuf_t *b, const char *key, const json_t *a)
+{
+    if (!a)
+        return s_jraw(b, key, "null");
+    if (sc_pqbuf_put(b, "\"", 1) < 0 || sc_pqbuf_puts(b, key) < 0 || sc_pqbuf_put(b, "\":[", 3) < 0)
+        return -ENOMEM;
+    size_t i;
+    const json_t *v;
+    json_array_foreach(a, i, v)
+    {
+        if ((i > 0 && sc_pqbuf_put(b, ",", 1) < 0) ||
+            sc_pqbuf_json_str(b, json_string_value(v)) < 0)
+            return -ENOMEM;
+    }
+    return sc_pqbuf_put(b, "],", 2);
+}
+
+/* Room for one more absence waiting in the batch. */
+static int s_waiting_grow(struct ha_state *st)
+{
+    if (st->nwaiting < st->cap_waiting)
+        return 0;
+    size_t cap = st->cap_waiting ? 2 * st->cap_waiting : 64;
+    struct ha_waiting *w = realloc(st->waiting, cap * sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    st->waiting = w;
+    st->cap_waiting = cap;
+    return 0;
+}
+
 /*
  * health.absence.reported: registers or updates one pupil's absence on one
  * day (see ha_reported for how it merges with what is stored and when it must
  * be traced), then raises what it calls for.
  *
- * Absences wait in st->pending and go with the batch's others in one statement
+ * Absences wait in the batch as the rows ha_reported reads, written as JSON
+ * text (building jansson values and dumping them had cost more than the rest
+ * of the plugin's thread), and go with the batch's others in one statement
  * (s_flush) — before anything else of the batch is written or emitted (a
  * rejection, another health event, the batch's end), and before a second
  * absence of the same pupil and day, so every event still finds what those
@@ -821,8 +873,8 @@ static const char *s_given(const json_t *d, const char *key)
 static int s_on_reported(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *ev)
 {
     char tz[HA_TZ_MAX], today[11], now_s[SC_TIME_LEN], when[SC_TIME_LEN], grade[HA_NAME_MAX],
-        key[3 * SC_CODE_MAX + 16];
-    json_t *sym_json = NULL, *syn_json = NULL, *row = NULL;
+        key[3 * SC_CODE_MAX + 16], ord[24], evid[24];
+    json_t *sym_json = NULL, *syn_json = NULL;
     const char *primary = NULL;
     int rc = s_prologue(ctx, st, ev, tz, today);
     if (rc != 0)
@@ -851,30 +903,46 @@ static int s_on_reported(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *e
         for (i = 0; i < nsyn; i++)
             json_array_append_new(syn_json, json_string(names[i]));
     }
-    json_t *seen = json_object_get(d, "seen_doctor")
-                       ? json_boolean(sc_json_bool(d, "seen_doctor", false))
-                       : NULL;
+    const char *seen = json_object_get(d, "seen_doctor")
+                           ? (sc_json_bool(d, "seen_doctor", false) ? "true" : "false")
+                           : "null";
     s_grade(ctx, ev->school, sc_json_str(d, "class"), grade, sizeof grade);
     const char *student = sc_json_str(d, "student"), *date = sc_json_str(d, "date");
     snprintf(key, sizeof key, "%s\x1f%s\x1f%s", ev->school, student, date);
     if (json_object_get(st->pending_keys, key) && (rc = s_flush(ctx, st)) < 0)
         goto out;
     rc = -ENOMEM;
-    row = json_pack(
-        "{s:I, s:s, s:s*, s:s, s:s, s:s, s:s, s:s, s:s, s:s*, s:s, s:O*, s:O*,"
-        " s:s*, s:s*, s:o*, s:s*, s:s*, s:s*, s:I, s:s, s:s*}",
-        "ord", (json_int_t)json_array_size(st->pending), "school", ev->school, "district",
-        ev->district, "tz", tz, "today", today, "date", date, "now",
-        sc_time_format(sc_now(ctx), now_s), "student", student, "class", sc_json_str(d, "class"),
-        "grade", grade[0] ? grade : NULL, "reason", sc_json_str(d, "reason"), "symptoms", sym_json,
-        "syndromes", syn_json, "syndrome", primary, "onset", s_given(d, "onset"), "seen_doctor",
-        seen, "diagnosis", s_given(d, "diagnosis"), "disease", s_given(d, "suspected_disease"),
-        "note", s_given(d, "note"), "event", (json_int_t)ev->id, "occurred_at",
-        sc_time_format(ev->occurred_at, when), "actor", ev->actor);
-    if (!row || json_array_append_new(st->pending, row) < 0 ||
-        json_object_set_new(st->pending_keys, key, json_true()) < 0)
+    if (s_waiting_grow(st) < 0)
         goto out;
-    rc = json_array_size(st->pending) >= S_PENDING_MAX ? s_flush(ctx, st) : 0;
+    struct ha_waiting *w = &st->waiting[st->nwaiting];
+    *w = (struct ha_waiting){.at = st->rows.len, .event = ev->id, .occurred_at = ev->occurred_at};
+    snprintf(w->school, sizeof w->school, "%s", ev->school);
+    snprintf(w->district, sizeof w->district, "%s", ev->district ? ev->district : "");
+    snprintf(w->tz, sizeof w->tz, "%s", tz);
+    sc_pqbuf_t *b = &st->rows;
+    snprintf(ord, sizeof ord, "%zu", st->nwaiting);
+    snprintf(evid, sizeof evid, "%" PRId64, ev->id);
+    if (sc_pqbuf_put(b, "{", 1) < 0 || s_jraw(b, "ord", ord) < 0 ||
+        s_jstr(b, "school", ev->school) < 0 || s_jstr(b, "district", ev->district) < 0 ||
+        s_jstr(b, "tz", tz) < 0 || s_jstr(b, "today", today) < 0 || s_jstr(b, "date", date) < 0 ||
+        s_jstr(b, "now", sc_time_format(sc_now(ctx), now_s)) < 0 ||
+        s_jstr(b, "student", student) < 0 || s_jstr(b, "class", sc_json_str(d, "class")) < 0 ||
+        s_jstr(b, "grade", grade[0] ? grade : NULL) < 0 ||
+        s_jstr(b, "reason", sc_json_str(d, "reason")) < 0 ||
+        s_jarray(b, "symptoms", sym_json) < 0 || s_jarray(b, "syndromes", syn_json) < 0 ||
+        s_jstr(b, "syndrome", primary) < 0 || s_jstr(b, "onset", s_given(d, "onset")) < 0 ||
+        s_jraw(b, "seen_doctor", seen) < 0 || s_jstr(b, "diagnosis", s_given(d, "diagnosis")) < 0 ||
+        s_jstr(b, "disease", s_given(d, "suspected_disease")) < 0 ||
+        s_jstr(b, "note", s_given(d, "note")) < 0 || s_jraw(b, "event", evid) < 0 ||
+        s_jstr(b, "occurred_at", sc_time_format(ev->occurred_at, when)) < 0 ||
+        s_jstr(b, "actor", ev->actor) < 0 || sc_pqbuf_put(b, ",", 1) < 0 ||
+        json_object_set_new(st->pending_keys, key, json_true()) < 0) {
+        b->len = w->at; /* nothing of it waits */
+        goto out;
+    }
+    b->p[b->len - 2] = '}'; /* the last member's comma; the row's own follows */
+    st->nwaiting++;
+    rc = st->nwaiting >= S_PENDING_MAX ? s_flush(ctx, st) : 0;
 out:
     json_decref(sym_json);
     json_decref(syn_json);
@@ -1095,7 +1163,7 @@ static int s_init(sc_ctx_t *ctx, void **state)
         return -ENOMEM;
     *state = st;
     int rc;
-    if (!(st->pending = json_array()) || !(st->pending_keys = json_object()))
+    if (!(st->pending_keys = json_object()))
         return -ENOMEM;
     if ((rc = s_configure(ctx, st)) < 0 || (rc = ha_prepare(ctx, s_stmts)) < 0 ||
         (rc = ha_prepare(ctx, ha_cluster_stmts)) < 0)
@@ -1110,7 +1178,9 @@ static void s_fini(sc_ctx_t *ctx, void *state)
     if (!st)
         return;
     free(st->rules);
-    json_decref(st->pending);
+    sc_pqbuf_free(&st->rows);
+    sc_pqbuf_free(&st->send);
+    free(st->waiting);
     json_decref(st->pending_keys);
     free(st->rule_diseases);
     free(st->rule_syndromes);

@@ -95,6 +95,16 @@ struct ha_today {
     sc_time_t from, until;
 };
 
+/* An absence waiting in the batch: where its row starts, and its event as its alerts need it. */
+struct ha_waiting {
+    size_t at;
+    int64_t event;
+    sc_time_t occurred_at;
+    char school[SC_CODE_MAX + 1];
+    char district[SC_CODE_MAX + 1]; /* empty: none */
+    char tz[HA_TZ_MAX];
+};
+
 struct ha_state {
     char cutoff[8];         /* "17:00" */
     char report_time[8];    /* "18:00" */
@@ -117,10 +127,14 @@ struct ha_state {
     bool anonymise;
     struct ha_today today[HA_TODAY_CACHED];
     size_t today_next; /* the slot a new zone takes */
-    /* Absences registered by this batch and not written yet (health.absence.reported rows
-     * as the ha_reported statement reads them) and their keys "school/student/date": see
-     * s_on_reported. Empty outside a batch. */
-    json_t *pending;
+    /* Absences registered by this batch and not written yet: each one's row as the
+     * ha_reported statement reads it (a JSON object in `rows`, followed by a comma, from
+     * rows.p + waiting[i].at), what its alerts need of its event, and the keys
+     * "school/student/date" of them all: see s_on_reported. Empty outside a batch. */
+    sc_pqbuf_t rows;
+    sc_pqbuf_t send; /* the JSON array of the rows one statement is given */
+    struct ha_waiting *waiting;
+    size_t nwaiting, cap_waiting;
     json_t *pending_keys;
 };
 

@@ -210,6 +210,19 @@ static void test_types(void **state)
 /* ---- syndromes -------------------------------------------------------------- */
 
 /* Symptoms are grouped into syndromes; the primary one is the most specific. */
+/* What a report says comes back as it was said: quotes, backslashes, control characters, CJK. */
+static void test_text_kept_exactly(void **state)
+{
+    fh_t *fh = *state = s_new(NULL, "2026-06-15T08:00:00+08:00");
+    s_absent(fh, "s-1", "c-1a", "2026-06-15", "illness",
+             ",\"diagnosis\":\"\\\"cold\\\" \\\\ flu?\","
+             "\"note\":\"家长电话告知\\n体温 38.5\\u2103\\t\\u0001 end\"");
+    s_assert_sql(fh, "SELECT diagnosis FROM health.absences WHERE student = $1", "s-1",
+                 "\"cold\" \\ flu?");
+    s_assert_sql(fh, "SELECT note FROM health.absences WHERE student = $1", "s-1",
+                 "家长电话告知\n体温 38.5\u2103\t\001 end");
+}
+
 static void test_syndromes_stored(void **state)
 {
     fh_t *fh = *state = s_new(NULL, "2026-06-15T08:00:00+08:00");
@@ -1328,6 +1341,7 @@ int main(void)
         cmocka_unit_test(test_flush_window),
         cmocka_unit_test(test_outbreak_batch_as_one_by_one),
         cmocka_unit_test_teardown(test_types, s_teardown),
+        cmocka_unit_test_teardown(test_text_kept_exactly, s_teardown),
         cmocka_unit_test_teardown(test_syndromes_stored, s_teardown),
         cmocka_unit_test_teardown(test_future_dates_rejected, s_teardown),
         cmocka_unit_test_teardown(test_traced_unknown_absence_rejected, s_teardown),
