@@ -123,9 +123,10 @@ static json_t *s_plugins(s_ctl_t *c)
         const char *name = sc_json_str(p, "name");
         if (name)
             json_object_set_new(out, name,
-                                json_pack("{s:I, s:I, s:I}", "lag", sc_json_int(p, "lag", 0),
+                                json_pack("{s:I, s:I, s:I, s:I}", "lag", sc_json_int(p, "lag", 0),
                                           "handled", sc_json_int(p, "handled", 0), "cursor",
-                                          sc_json_int(p, "cursor", 0)));
+                                          sc_json_int(p, "cursor", 0), "yielded",
+                                          sc_json_int(p, "yielded", 0)));
     }
 out:
     json_decref(r);
@@ -749,7 +750,10 @@ static json_t *s_catch_up(const s_opts_t *o, s_ctl_t *ctl, int64_t t_end, bool *
     return out;
 }
 
-/* Per plugin, from the samples taken while the load ran: max lag, lag slope, handled/s. */
+/*
+ * Per plugin, from the samples taken while the load ran: max lag, lag slope, handled/s, and
+ * how many times it held a batch back for a busy intake (plugins.yield).
+ */
 static json_t *s_lag_summary(json_t *samples, double from, double to)
 {
     json_t *out = json_object(), *s, *v;
@@ -760,7 +764,7 @@ static json_t *s_lag_summary(json_t *samples, double from, double to)
     json_object_foreach(names, name, v)
     {
         double n = 0, st = 0, sl = 0, stt = 0, stl = 0, t0 = -1, t1 = 0, last = 0;
-        json_int_t max = 0, h0 = 0, h1 = 0;
+        json_int_t max = 0, h0 = 0, h1 = 0, y0 = 0, y1 = 0;
         json_array_foreach(samples, i, s)
         {
             double t = json_real_value(json_object_get(s, "t"));
@@ -773,9 +777,11 @@ static json_t *s_lag_summary(json_t *samples, double from, double to)
             if (t0 < 0) {
                 t0 = t;
                 h0 = sc_json_int(p, "handled", 0);
+                y0 = sc_json_int(p, "yielded", 0);
             }
             t1 = t;
             h1 = sc_json_int(p, "handled", 0);
+            y1 = sc_json_int(p, "yielded", 0);
             last = (double)lag;
             n++;
             st += t;
@@ -786,10 +792,11 @@ static json_t *s_lag_summary(json_t *samples, double from, double to)
         double den = n * stt - st * st;
         json_object_set_new(
             out, name,
-            json_pack("{s:I, s:f, s:o, s:o}", "max_lag", max, "lag_at_end", last, "lag_slope_per_s",
-                      n >= 3 && den > 0 ? json_real((n * stl - st * sl) / den) : json_null(),
-                      "handled_per_s",
-                      t1 > t0 ? json_real((double)(h1 - h0) / (t1 - t0)) : json_null()));
+            json_pack(
+                "{s:I, s:f, s:o, s:o, s:I}", "max_lag", max, "lag_at_end", last, "lag_slope_per_s",
+                n >= 3 && den > 0 ? json_real((n * stl - st * sl) / den) : json_null(),
+                "handled_per_s", t1 > t0 ? json_real((double)(h1 - h0) / (t1 - t0)) : json_null(),
+                "yielded", y1 - y0));
     }
     return out;
 }
