@@ -132,3 +132,39 @@ int sc_pqbuf_json_str(sc_pqbuf_t *b, const char *s)
     b->len = (size_t)(o - b->p);
     return 0;
 }
+
+static int s_key(sc_pqbuf_t *b, const char *key)
+{
+    return sc_pqbuf_put(b, "\"", 1) < 0 || sc_pqbuf_puts(b, key) < 0 ||
+                   sc_pqbuf_put(b, "\":", 2) < 0
+               ? -ENOMEM
+               : 0;
+}
+
+int sc_pqbuf_json_member(sc_pqbuf_t *b, const char *key, const char *s)
+{
+    return s_key(b, key) < 0 || sc_pqbuf_json_str(b, s) < 0 || sc_pqbuf_put(b, ",", 1) < 0 ? -ENOMEM
+                                                                                           : 0;
+}
+
+int sc_pqbuf_json_member_raw(sc_pqbuf_t *b, const char *key, const char *json)
+{
+    return s_key(b, key) < 0 || sc_pqbuf_puts(b, json) < 0 || sc_pqbuf_put(b, ",", 1) < 0 ? -ENOMEM
+                                                                                          : 0;
+}
+
+static int s_dump(const char *p, size_t n, void *b)
+{
+    return sc_pqbuf_put(b, p, n) < 0 ? -1 : 0;
+}
+
+int sc_pqbuf_json_member_value(sc_pqbuf_t *b, const char *key, const json_t *v)
+{
+    if (!v)
+        return sc_pqbuf_json_member_raw(b, key, "null");
+    return s_key(b, key) < 0 ||
+                   json_dump_callback(v, s_dump, b, JSON_COMPACT | JSON_ENCODE_ANY) < 0 ||
+                   sc_pqbuf_put(b, ",", 1) < 0
+               ? -ENOMEM
+               : 0;
+}

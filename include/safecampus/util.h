@@ -189,6 +189,14 @@ int sc_pqfield_jsonb(sc_pqbuf_t *b, const char *s, size_t len);
  */
 int sc_pqbuf_puts(sc_pqbuf_t *b, const char *s);
 int sc_pqbuf_json_str(sc_pqbuf_t *b, const char *s);
+/*
+ * An object's member "key":value followed by a comma (the caller turns the last
+ * one into the object's closing brace): the value s as a JSON string (NULL:
+ * null), JSON text written as it is (a number, true, null), or a jansson value.
+ */
+int sc_pqbuf_json_member(sc_pqbuf_t *b, const char *key, const char *s);
+int sc_pqbuf_json_member_raw(sc_pqbuf_t *b, const char *key, const char *json);
+int sc_pqbuf_json_member_value(sc_pqbuf_t *b, const char *key, const json_t *v);
 
 #ifdef __cplusplus
 }

@@ -576,22 +576,21 @@ static int s_emit_major(s_op_t *op, const char *reporter, sc_time_t found_at, sc
  * What a report calls for once row r of `res` (s_report_stmt) says what became
  * of it: a major hazard is told to the district; nothing written means a taken
  * code (a resend is a no-op, anything else refused) or a deadline already past.
- * `row` is the report as s_reported left it waiting.
+ * `w` is the report as s_reported left it waiting.
  */
-static int s_report_done(s_op_t *op, const PGresult *res, int r, const json_t *row)
+static int s_report_done(s_op_t *op, const PGresult *res, int r, const ht_waiting_t *w)
 {
-    const char *risk = sc_json_str(json_object_get(row, "data"), "risk");
+    const char *risk = sc_json_str(w->data, "risk");
     int rc;
     if (!PQgetisnull(res, r, R_DEADLINE)) {
         if (strcmp(risk, "major") != 0 || !op->cfg->report_major_to_district)
             return 0;
-        return s_emit_major(op, sc_json_str(row, "reporter"), sc_json_time(row, "found_at", 0),
-                            sc_pq_time(res, r, R_DEADLINE, 0), json_object_get(row, "origin"), res,
-                            r);
+        return s_emit_major(op, w->reporter, w->found_at, sc_pq_time(res, r, R_DEADLINE, 0),
+                            w->origin, res, r);
     }
     /* Nothing written: a taken code (answered first, whatever the deadline), or a past one. */
-    char *data_s = json_dumps(json_object_get(row, "data"), JSON_COMPACT);
-    char *origin_s = json_dumps(json_object_get(row, "origin"), JSON_COMPACT);
+    char *data_s = json_dumps(w->data, JSON_COMPACT);
+    char *origin_s = json_dumps(w->origin, JSON_COMPACT);
     PGresult *again = NULL;
     const char *q[] = {op->ev->school, op->code, data_s, origin_s};
     if (!data_s || !origin_s)
@@ -615,26 +614,36 @@ static int s_report_done(s_op_t *op, const PGresult *res, int r, const json_t *r
 
 static void s_pending_drop(ht_state_t *st)
 {
-    json_array_clear(st->pending);
+    for (size_t i = 0; i < st->nwaiting; i++) {
+        json_decref(st->waiting[i].data);
+        json_decref(st->waiting[i].origin);
+    }
+    st->nwaiting = 0;
+    st->rows.len = 0;
     json_object_clear(st->pending_keys);
 }
 
 /*
- * Writes the reports waiting in st->pending with one statement, then does what
+ * Writes the reports waiting in the batch with one statement, then does what
  * each calls for (s_report_done), in the order they came. Returns 0 or -errno;
  * nothing waits after.
  */
 static int s_flush(sc_ctx_t *ctx, ht_state_t *st)
 {
-    size_t n = json_array_size(st->pending);
+    size_t n = st->nwaiting;
     PGresult *res = NULL;
-    char *rows = NULL;
     int rc = -ENOMEM;
     if (n == 0)
         return 0;
-    if (!(rows = json_dumps(st->pending, JSON_COMPACT)))
+    /* The rows, each followed by a comma: the last comma becomes the array's end. */
+    st->send.len = 0;
+    if (sc_pqbuf_put(&st->send, "[", 1) < 0 ||
+        sc_pqbuf_put(&st->send, st->rows.p, st->rows.len) < 0)
         goto out;
-    const char *p[] = {rows};
+    st->send.p[st->send.len - 1] = ']';
+    if (sc_pqbuf_put(&st->send, "", 1) < 0) /* its NUL */
+        goto out;
+    const char *p[] = {st->send.p};
     if (!(res = s_exec(ctx, &s_report_stmt, 1, p, &rc)))
         goto out;
     if ((size_t)PQntuples(res) != n) { /* a row always comes back: cannot happen */
@@ -643,22 +652,20 @@ static int s_flush(sc_ctx_t *ctx, ht_state_t *st)
         goto out;
     }
     for (size_t i = 0; i < n && rc == 0; i++) {
-        const json_t *row = json_array_get(st->pending, i);
-        const sc_event_t ev = {.id = sc_json_int(row, "event", 0),
+        const ht_waiting_t *w = &st->waiting[i];
+        const sc_event_t ev = {.id = w->event,
                                .type = "hazard.reported",
-                               .school = sc_json_str(row, "school"),
-                               .district = sc_json_str(row, "district"),
-                               .occurred_at = sc_json_time(row, "at", 0),
-                               .data = json_object_get(row, "data")};
-        s_op_t op = {
-            .ctx = ctx, .st = st, .cfg = &st->cfg, .ev = &ev, .code = sc_json_str(row, "hazard")};
-        snprintf(op.at, sizeof op.at, "%s", sc_json_str(row, "at"));
-        snprintf(op.now, sizeof op.now, "%s", sc_json_str(row, "now"));
+                               .school = w->school,
+                               .district = w->district[0] ? w->district : NULL,
+                               .occurred_at = w->occurred_at,
+                               .data = w->data};
+        s_op_t op = {.ctx = ctx, .st = st, .cfg = &st->cfg, .ev = &ev, .code = w->hazard};
+        snprintf(op.at, sizeof op.at, "%s", w->when);
+        snprintf(op.now, sizeof op.now, "%s", w->now);
         snprintf(op.evid, sizeof op.evid, "%" PRId64, ev.id);
-        rc = s_report_done(&op, res, (int)i, row);
+        rc = s_report_done(&op, res, (int)i, w);
     }
 out:
-    free(rows);
     PQclear(res);
     s_pending_drop(st);
     return rc;
@@ -681,8 +688,10 @@ int ht__end_batch(sc_ctx_t *ctx, ht_state_t *st, bool keep)
  * s_rereport_stmt); anything else under a taken code is refused.
  *
  * Reports come by the hundred in a batch, and a statement's round trip costs
- * more than the work of one: a report waits in st->pending and the batch's
- * reports are written together (s_flush) — before any other hazard event of
+ * more than the work of one: a report waits in the batch, as the row the
+ * statement reads written as JSON text (jansson values built and dumped for
+ * it had been most of the plugin's thread), and the batch's reports are
+ * written together (s_flush) — before any other hazard event of
  * the batch is applied or anything is rejected, and before a second report of
  * the same code, so every event still finds what those before it left.
  */
@@ -694,10 +703,9 @@ static int s_reported(s_op_t *op)
     const char *limit_text = sc_json_str(d, "time_limit");
     const char *deadline_time, *deadline_date, *limit_time, *limit_date;
     json_t *origin = ht__origin_normal(json_object_get(d, "origin"));
-    json_t *row = NULL;
     char *c[K_COUNT] = {NULL};
     char *tz = NULL;
-    char found_s[SC_TIME_LEN], deadline_s[SC_TIME_LEN], limit_s[SC_TIME_LEN],
+    char found_s[SC_TIME_LEN], deadline_s[SC_TIME_LEN], limit_s[SC_TIME_LEN], ord[24], days[16],
         key[2 * SC_CODE_MAX + 8];
     ht_state_t *st = op->st;
     bool any;
@@ -719,22 +727,63 @@ static int s_reported(s_op_t *op)
     if (json_object_get(st->pending_keys, key) && (rc = s_flush(op->ctx, st)) < 0)
         goto out;
     rc = -ENOMEM;
-    /* The event's data goes by reference: nothing changes it while the batch lasts. */
-    row =
-        json_pack("{s:I, s:s, s:s, s:s*, s:s, s:s*, s:s, s:s, s:O, s:I, s:O, s:s*, s:s*, s:s*,"
-                  " s:s*, s:i, s:s, s:s*, s:s*, s:s*, s:s*, s:s*}",
-                  "ord", (json_int_t)json_array_size(st->pending), "school", op->ev->school,
-                  "hazard", op->code, "district", op->ev->district, "tz", tz, "reporter", reporter,
-                  "found_at", sc_time_format(found_at, found_s), "at", op->at, "origin", origin,
-                  "event", (json_int_t)op->ev->id, "data", d, "deadline_time", deadline_time,
-                  "deadline_date", deadline_date, "limit_time", limit_time, "limit_date",
-                  limit_date, "days", s_default_days(op, sc_json_str(d, "risk")), "now", op->now,
-                  "measures", c[K_MEASURES], "responsible", c[K_RESPONSIBLE], "funds", c[K_FUNDS],
-                  "emergency_plan", c[K_EMERGENCY_PLAN], "interim_measures", c[K_INTERIM_MEASURES]);
-    if (!row || json_array_append_new(st->pending, row) < 0 ||
-        json_object_set_new(st->pending_keys, key, json_true()) < 0)
+    if (st->nwaiting == st->cap_waiting) {
+        size_t cap = st->cap_waiting ? 2 * st->cap_waiting : 64;
+        ht_waiting_t *w = realloc(st->waiting, cap * sizeof *w);
+        if (!w)
+            goto out;
+        st->waiting = w;
+        st->cap_waiting = cap;
+    }
+    ht_waiting_t *w = &st->waiting[st->nwaiting];
+    *w = (ht_waiting_t){.at = st->rows.len,
+                        .event = op->ev->id,
+                        .occurred_at = op->ev->occurred_at,
+                        .found_at = found_at};
+    snprintf(w->school, sizeof w->school, "%s", op->ev->school);
+    snprintf(w->hazard, sizeof w->hazard, "%s", op->code);
+    snprintf(w->district, sizeof w->district, "%s", op->ev->district ? op->ev->district : "");
+    snprintf(w->reporter, sizeof w->reporter, "%s", reporter ? reporter : "");
+    snprintf(w->when, sizeof w->when, "%s", op->at);
+    snprintf(w->now, sizeof w->now, "%s", op->now);
+    snprintf(ord, sizeof ord, "%zu", st->nwaiting);
+    snprintf(days, sizeof days, "%d", s_default_days(op, sc_json_str(d, "risk")));
+    /* The row as JSON text, the event's data in it as the statement reads its fields there. */
+    sc_pqbuf_t *b = &st->rows;
+    if (sc_pqbuf_put(b, "{", 1) < 0 || sc_pqbuf_json_member_raw(b, "ord", ord) < 0 ||
+        sc_pqbuf_json_member(b, "school", op->ev->school) < 0 ||
+        sc_pqbuf_json_member(b, "hazard", op->code) < 0 ||
+        sc_pqbuf_json_member(b, "district", op->ev->district) < 0 ||
+        sc_pqbuf_json_member(b, "tz", tz) < 0 ||
+        sc_pqbuf_json_member(b, "reporter", reporter) < 0 ||
+        sc_pqbuf_json_member(b, "found_at", sc_time_format(found_at, found_s)) < 0 ||
+        sc_pqbuf_json_member(b, "at", op->at) < 0 ||
+        sc_pqbuf_json_member_value(b, "origin", origin) < 0 ||
+        sc_pqbuf_json_member_raw(b, "event", op->evid) < 0 ||
+        sc_pqbuf_json_member_value(b, "data", d) < 0 ||
+        sc_pqbuf_json_member(b, "deadline_time", deadline_time) < 0 ||
+        sc_pqbuf_json_member(b, "deadline_date", deadline_date) < 0 ||
+        sc_pqbuf_json_member(b, "limit_time", limit_time) < 0 ||
+        sc_pqbuf_json_member(b, "limit_date", limit_date) < 0 ||
+        sc_pqbuf_json_member_raw(b, "days", days) < 0 ||
+        sc_pqbuf_json_member(b, "now", op->now) < 0 ||
+        sc_pqbuf_json_member(b, "measures", c[K_MEASURES]) < 0 ||
+        sc_pqbuf_json_member(b, "responsible", c[K_RESPONSIBLE]) < 0 ||
+        sc_pqbuf_json_member(b, "funds", c[K_FUNDS]) < 0 ||
+        sc_pqbuf_json_member(b, "emergency_plan", c[K_EMERGENCY_PLAN]) < 0 ||
+        sc_pqbuf_json_member(b, "interim_measures", c[K_INTERIM_MEASURES]) < 0 ||
+        sc_pqbuf_put(b, ",", 1) < 0 ||
+        json_object_set_new(st->pending_keys, key, json_true()) < 0) {
+        b->len = w->at; /* nothing of it waits */
         goto out;
-    rc = json_array_size(st->pending) >= S_PENDING_MAX ? s_flush(op->ctx, st) : 0;
+    }
+    b->p[b->len - 2] = '}'; /* the last member's comma; the row's own follows */
+    /* The data goes by reference: nothing changes an event while its batch lasts. */
+    w->data = json_incref((json_t *)d);
+    w->origin = origin;
+    origin = NULL;
+    st->nwaiting++;
+    rc = st->nwaiting >= S_PENDING_MAX ? s_flush(op->ctx, st) : 0;
 out:
     for (size_t i = 0; i < K_COUNT; i++)
         free(c[i]);

@@ -50,7 +50,7 @@ static int s_init(sc_ctx_t *ctx, void **state)
         return -ENOMEM;
     *state = st;
     ht_config_t *cfg = &st->cfg;
-    if (!(st->pending = json_array()) || !(st->pending_keys = json_object()))
+    if (!(st->pending_keys = json_object()))
         return -ENOMEM;
     cfg->deadline_days_general = (int)sc_json_int(c, "deadline_days_general", 7);
     cfg->deadline_days_major = (int)sc_json_int(c, "deadline_days_major", 30);
@@ -97,7 +97,10 @@ static void s_fini(sc_ctx_t *ctx, void *state)
     ht_state_t *st = state;
     if (!st)
         return;
-    json_decref(st->pending);
+    ht__end_batch(NULL, st, false);
+    sc_pqbuf_free(&st->rows);
+    sc_pqbuf_free(&st->send);
+    free(st->waiting);
     json_decref(st->pending_keys);
     free(st);
 }

@@ -20,11 +20,29 @@ typedef struct ht_config {
     bool overdue_major_to_district;
 } ht_config_t;
 
-/* The plugin's state: its config, and the reports of the batch not written yet. */
+/* A report waiting in the batch: where its row starts, and what its outcome needs of it. */
+typedef struct ht_waiting {
+    size_t at;
+    int64_t event;
+    json_t *data, *origin; /* references held while it waits */
+    sc_time_t occurred_at, found_at;
+    char school[SC_CODE_MAX + 1], hazard[SC_CODE_MAX + 1], district[SC_CODE_MAX + 1];
+    char reporter[SC_CODE_MAX + 1];
+    char when[SC_TIME_LEN], now[SC_TIME_LEN]; /* the event's occurred_at; the clock's */
+} ht_waiting_t;
+
+/*
+ * The plugin's state: its config, and the reports of the batch not written yet: their
+ * rows as ht_report reads them (JSON objects in `rows`, each followed by a comma, from
+ * rows.p + waiting[i].at; see s_reported) and their keys "school/hazard".
+ */
 typedef struct ht_state {
     ht_config_t cfg;
-    json_t *pending;      /* hazard.reported rows as ht_report reads them (see s_reported) */
-    json_t *pending_keys; /* their "school/hazard" */
+    sc_pqbuf_t rows;
+    sc_pqbuf_t send; /* the JSON array of the rows the statement is given */
+    ht_waiting_t *waiting;
+    size_t nwaiting, cap_waiting;
+    json_t *pending_keys;
 } ht_state_t;
 
 /* ---- validate.c: validators of the types senders may send ---- */

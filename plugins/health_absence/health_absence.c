@@ -801,44 +801,6 @@ static const char *s_given(const json_t *d, const char *key)
     return v && !json_is_null(v) ? json_string_value(v) : NULL;
 }
 
-/* Appends "key": and a comma around the JSON text of s (a string, or null when s is NULL). */
-static int s_jstr(sc_pqbuf_t *b, const char *key, const char *s)
-{
-    return sc_pqbuf_put(b, "\"", 1) < 0 || sc_pqbuf_puts(b, key) < 0 ||
-                   sc_pqbuf_put(b, "\":", 2) < 0 || sc_pqbuf_json_str(b, s) < 0 ||
-                   sc_pqbuf_put(b, ",", 1) < 0
-               ? -ENOMEM
-               : 0;
-}
-
-/* The same for JSON text written as it is: a number, a boolean, null. */
-static int s_jraw(sc_pqbuf_t *b, const char *key, const char *json)
-{
-    return sc_pqbuf_put(b, "\"", 1) < 0 || sc_pqbuf_puts(b, key) < 0 ||
-                   sc_pqbuf_put(b, "\":", 2) < 0 || sc_pqbuf_puts(b, json) < 0 ||
-                   sc_pqbuf_put(b, ",", 1) < 0
-               ? -ENOMEM
-               : 0;
-}
-
-/* The same for an array of strings (NULL: null). */
-static int s_jarray(sc_pqbuf_t *b, const char *key, const json_t *a)
-{
-    if (!a)
-        return s_jraw(b, key, "null");
-    if (sc_pqbuf_put(b, "\"", 1) < 0 || sc_pqbuf_puts(b, key) < 0 || sc_pqbuf_put(b, "\":[", 3) < 0)
-        return -ENOMEM;
-    size_t i;
-    const json_t *v;
-    json_array_foreach(a, i, v)
-    {
-        if ((i > 0 && sc_pqbuf_put(b, ",", 1) < 0) ||
-            sc_pqbuf_json_str(b, json_string_value(v)) < 0)
-            return -ENOMEM;
-    }
-    return sc_pqbuf_put(b, "],", 2);
-}
-
 /* Room for one more absence waiting in the batch. */
 static int s_waiting_grow(struct ha_state *st)
 {
@@ -922,20 +884,27 @@ static int s_on_reported(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *e
     sc_pqbuf_t *b = &st->rows;
     snprintf(ord, sizeof ord, "%zu", st->nwaiting);
     snprintf(evid, sizeof evid, "%" PRId64, ev->id);
-    if (sc_pqbuf_put(b, "{", 1) < 0 || s_jraw(b, "ord", ord) < 0 ||
-        s_jstr(b, "school", ev->school) < 0 || s_jstr(b, "district", ev->district) < 0 ||
-        s_jstr(b, "tz", tz) < 0 || s_jstr(b, "today", today) < 0 || s_jstr(b, "date", date) < 0 ||
-        s_jstr(b, "now", sc_time_format(sc_now(ctx), now_s)) < 0 ||
-        s_jstr(b, "student", student) < 0 || s_jstr(b, "class", sc_json_str(d, "class")) < 0 ||
-        s_jstr(b, "grade", grade[0] ? grade : NULL) < 0 ||
-        s_jstr(b, "reason", sc_json_str(d, "reason")) < 0 ||
-        s_jarray(b, "symptoms", sym_json) < 0 || s_jarray(b, "syndromes", syn_json) < 0 ||
-        s_jstr(b, "syndrome", primary) < 0 || s_jstr(b, "onset", s_given(d, "onset")) < 0 ||
-        s_jraw(b, "seen_doctor", seen) < 0 || s_jstr(b, "diagnosis", s_given(d, "diagnosis")) < 0 ||
-        s_jstr(b, "disease", s_given(d, "suspected_disease")) < 0 ||
-        s_jstr(b, "note", s_given(d, "note")) < 0 || s_jraw(b, "event", evid) < 0 ||
-        s_jstr(b, "occurred_at", sc_time_format(ev->occurred_at, when)) < 0 ||
-        s_jstr(b, "actor", ev->actor) < 0 || sc_pqbuf_put(b, ",", 1) < 0 ||
+    if (sc_pqbuf_put(b, "{", 1) < 0 || sc_pqbuf_json_member_raw(b, "ord", ord) < 0 ||
+        sc_pqbuf_json_member(b, "school", ev->school) < 0 ||
+        sc_pqbuf_json_member(b, "district", ev->district) < 0 ||
+        sc_pqbuf_json_member(b, "tz", tz) < 0 || sc_pqbuf_json_member(b, "today", today) < 0 ||
+        sc_pqbuf_json_member(b, "date", date) < 0 ||
+        sc_pqbuf_json_member(b, "now", sc_time_format(sc_now(ctx), now_s)) < 0 ||
+        sc_pqbuf_json_member(b, "student", student) < 0 ||
+        sc_pqbuf_json_member(b, "class", sc_json_str(d, "class")) < 0 ||
+        sc_pqbuf_json_member(b, "grade", grade[0] ? grade : NULL) < 0 ||
+        sc_pqbuf_json_member(b, "reason", sc_json_str(d, "reason")) < 0 ||
+        sc_pqbuf_json_member_value(b, "symptoms", sym_json) < 0 ||
+        sc_pqbuf_json_member_value(b, "syndromes", syn_json) < 0 ||
+        sc_pqbuf_json_member(b, "syndrome", primary) < 0 ||
+        sc_pqbuf_json_member(b, "onset", s_given(d, "onset")) < 0 ||
+        sc_pqbuf_json_member_raw(b, "seen_doctor", seen) < 0 ||
+        sc_pqbuf_json_member(b, "diagnosis", s_given(d, "diagnosis")) < 0 ||
+        sc_pqbuf_json_member(b, "disease", s_given(d, "suspected_disease")) < 0 ||
+        sc_pqbuf_json_member(b, "note", s_given(d, "note")) < 0 ||
+        sc_pqbuf_json_member_raw(b, "event", evid) < 0 ||
+        sc_pqbuf_json_member(b, "occurred_at", sc_time_format(ev->occurred_at, when)) < 0 ||
+        sc_pqbuf_json_member(b, "actor", ev->actor) < 0 || sc_pqbuf_put(b, ",", 1) < 0 ||
         json_object_set_new(st->pending_keys, key, json_true()) < 0) {
         b->len = w->at; /* nothing of it waits */
         goto out;

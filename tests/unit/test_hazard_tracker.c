@@ -500,6 +500,15 @@ static void test_report_records_what_was_reported(void **state)
         "{\"risk\": \"general\", \"title\": \"loose tile\", \"origin\": {\"kind\": "
         "\"person\"}, \"category\": \"other\", \"deadline\": \"2026-06-22T15:59:59Z\", "
         "\"location\": null, \"deadline_given\": false}");
+    /* Text comes back as it was said: quotes, backslashes, control characters, CJK. */
+    s_send(fh, "reported", "hz-3",
+           "\"title\":\"\\\"松动\\\" 扶手\\t(东)\",\"risk\":\"general\","
+           "\"measures\":\"用支架\\\\顶住\\n再报\"");
+    assert_string_equal(s_sql(fh,
+                              "SELECT title || '|' || c_measures FROM hazard.hazards"
+                              " WHERE school = $1 AND hazard = $2",
+                              "sch-001", "hz-3"),
+                        "\"松动\" 扶手\t(东)|用支架\\顶住\n再报");
 }
 
 static void test_history_is_append_only(void **state)
