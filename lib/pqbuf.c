@@ -168,3 +168,25 @@ int sc_pqbuf_json_member_value(sc_pqbuf_t *b, const char *key, const json_t *v)
                ? -ENOMEM
                : 0;
 }
+
+int sc_pqbuf_json_row_end(sc_pqbuf_t *b)
+{
+    if (b->len > 0 && b->p[b->len - 1] == ',')
+        b->p[b->len - 1] = '}';
+    else if (sc_pqbuf_put(b, "}", 1) < 0)
+        return -ENOMEM;
+    return sc_pqbuf_put(b, ",", 1);
+}
+
+int sc_pqbuf_json_rows(sc_pqbuf_t *out, const char *rows, size_t len)
+{
+    out->len = 0;
+    if (sc_pqbuf_reserve(out, len + 2) < 0)
+        return -ENOMEM;
+    out->p[0] = '[';
+    memcpy(out->p + 1, rows, len - 1); /* without the last row's comma */
+    out->p[len] = ']';
+    out->p[len + 1] = '\0';
+    out->len = len + 2;
+    return 0;
+}

@@ -197,6 +197,14 @@ int sc_pqbuf_json_str(sc_pqbuf_t *b, const char *s);
 int sc_pqbuf_json_member(sc_pqbuf_t *b, const char *key, const char *s);
 int sc_pqbuf_json_member_raw(sc_pqbuf_t *b, const char *key, const char *json);
 int sc_pqbuf_json_member_value(sc_pqbuf_t *b, const char *key, const json_t *v);
+/*
+ * Rows kept one after another, each "{" + its members + "},": sc_pqbuf_json_row_end
+ * closes the row being written (its last member's comma becomes the brace, and the
+ * row's own comma follows); sc_pqbuf_json_rows makes `out` the NUL-terminated JSON
+ * array of the len bytes of such rows at `rows` (len > 0).
+ */
+int sc_pqbuf_json_row_end(sc_pqbuf_t *b);
+int sc_pqbuf_json_rows(sc_pqbuf_t *out, const char *rows, size_t len);
 
 #ifdef __cplusplus
 }

@@ -635,13 +635,7 @@ static int s_flush(sc_ctx_t *ctx, ht_state_t *st)
     int rc = -ENOMEM;
     if (n == 0)
         return 0;
-    /* The rows, each followed by a comma: the last comma becomes the array's end. */
-    st->send.len = 0;
-    if (sc_pqbuf_put(&st->send, "[", 1) < 0 ||
-        sc_pqbuf_put(&st->send, st->rows.p, st->rows.len) < 0)
-        goto out;
-    st->send.p[st->send.len - 1] = ']';
-    if (sc_pqbuf_put(&st->send, "", 1) < 0) /* its NUL */
+    if (sc_pqbuf_json_rows(&st->send, st->rows.p, st->rows.len) < 0)
         goto out;
     const char *p[] = {st->send.p};
     if (!(res = s_exec(ctx, &s_report_stmt, 1, p, &rc)))
@@ -772,12 +766,11 @@ static int s_reported(s_op_t *op)
         sc_pqbuf_json_member(b, "funds", c[K_FUNDS]) < 0 ||
         sc_pqbuf_json_member(b, "emergency_plan", c[K_EMERGENCY_PLAN]) < 0 ||
         sc_pqbuf_json_member(b, "interim_measures", c[K_INTERIM_MEASURES]) < 0 ||
-        sc_pqbuf_put(b, ",", 1) < 0 ||
+        sc_pqbuf_json_row_end(b) < 0 ||
         json_object_set_new(st->pending_keys, key, json_true()) < 0) {
         b->len = w->at; /* nothing of it waits */
         goto out;
     }
-    b->p[b->len - 2] = '}'; /* the last member's comma; the row's own follows */
     /* The data goes by reference: nothing changes an event while its batch lasts. */
     w->data = json_incref((json_t *)d);
     w->origin = origin;

@@ -751,21 +751,11 @@ static int s_flush(sc_ctx_t *ctx, struct ha_state *st)
     size_t done = 0, n = st->nwaiting, given = 0, k = 0;
     while (done < n && rc == 0) {
         given = ha_flush_window(given, k, n - done);
-        /* The rows [done, done + given) are contiguous, each followed by a comma: the
-         * last comma becomes the array's end. */
+        /* The rows [done, done + given), one after another in st->rows. */
         size_t from = st->waiting[done].at,
                to = done + given < n ? st->waiting[done + given].at : st->rows.len;
-        st->send.len = 0;
-        if (sc_pqbuf_put(&st->send, "[", 1) < 0 ||
-            sc_pqbuf_put(&st->send, st->rows.p + from, to - from) < 0) {
-            rc = -ENOMEM;
+        if ((rc = sc_pqbuf_json_rows(&st->send, st->rows.p + from, to - from)) < 0)
             break;
-        }
-        st->send.p[st->send.len - 1] = ']';
-        if (sc_pqbuf_put(&st->send, "", 1) < 0) { /* its NUL */
-            rc = -ENOMEM;
-            break;
-        }
         const char *p[] = {st->send.p,        st->report_time,  st->school_days,   st->cutoff,
                            st->rule_diseases, st->rule_similar, st->rule_syndromes};
         if (!(res = ha_run(ctx, "ha_reported", 7, p, &rc)))
@@ -904,12 +894,11 @@ static int s_on_reported(sc_ctx_t *ctx, struct ha_state *st, const sc_event_t *e
         sc_pqbuf_json_member(b, "note", s_given(d, "note")) < 0 ||
         sc_pqbuf_json_member_raw(b, "event", evid) < 0 ||
         sc_pqbuf_json_member(b, "occurred_at", sc_time_format(ev->occurred_at, when)) < 0 ||
-        sc_pqbuf_json_member(b, "actor", ev->actor) < 0 || sc_pqbuf_put(b, ",", 1) < 0 ||
+        sc_pqbuf_json_member(b, "actor", ev->actor) < 0 || sc_pqbuf_json_row_end(b) < 0 ||
         json_object_set_new(st->pending_keys, key, json_true()) < 0) {
         b->len = w->at; /* nothing of it waits */
         goto out;
     }
-    b->p[b->len - 2] = '}'; /* the last member's comma; the row's own follows */
     st->nwaiting++;
     rc = st->nwaiting >= S_PENDING_MAX ? s_flush(ctx, st) : 0;
 out:

@@ -1,5 +1,5 @@
 /* Unit tests: sc_pq_exec prepares each statement once per connection, sc_pq_exec_fresh never
- * (lib/pq.c). */
+ * (lib/pq.c); rows written as JSON text for a statement's parameter (lib/pqbuf.c). */
 #include <safecampus/util.h>
 
 #include <setjmp.h>
@@ -125,6 +125,52 @@ static void test_fresh_runs_are_never_prepared(void **state)
     PQfinish(conn);
 }
 
+/*
+ * Rows written member by member as JSON text read back as the values written: strings with
+ * quotes, backslashes, control characters and CJK, NULL as null, raw numbers and booleans, a
+ * jansson value; a slice of the rows (the second alone) is an array of its own.
+ */
+static void test_json_rows_read_back_as_written(void **state)
+{
+    (void)state;
+    sc_pqbuf_t rows = {0}, out = {0};
+    json_t *list = json_pack("[s, i]", "a", 2);
+    assert_int_equal(sc_pqbuf_put(&rows, "{", 1), 0);
+    assert_int_equal(sc_pqbuf_json_member(&rows, "text", "\"q\" \\ \n\t\001 安全"), 0);
+    assert_int_equal(sc_pqbuf_json_member(&rows, "none", NULL), 0);
+    assert_int_equal(sc_pqbuf_json_member_raw(&rows, "n", "42"), 0);
+    assert_int_equal(sc_pqbuf_json_member_value(&rows, "list", list), 0);
+    assert_int_equal(sc_pqbuf_json_row_end(&rows), 0);
+    size_t second = rows.len;
+    assert_int_equal(sc_pqbuf_put(&rows, "{", 1), 0);
+    assert_int_equal(sc_pqbuf_json_member_raw(&rows, "b", "true"), 0);
+    assert_int_equal(sc_pqbuf_json_row_end(&rows), 0);
+
+    assert_int_equal(sc_pqbuf_json_rows(&out, rows.p, rows.len), 0);
+    json_error_t err;
+    json_t *got = json_loads(out.p, 0, &err);
+    if (!got)
+        fail_msg("not JSON (%s): %s", err.text, out.p);
+    json_t *want = json_pack("[{s:s, s:n, s:i, s:O}, {s:b}]", "text", "\"q\" \\ \n\t\001 安全",
+                             "none", "n", 42, "list", list, "b", 1);
+    assert_true(json_equal(got, want));
+    json_decref(got);
+
+    assert_int_equal(sc_pqbuf_json_rows(&out, rows.p + second, rows.len - second), 0);
+    assert_string_equal(out.p, "[{\"b\":true}]");
+    /* An empty object still closes. */
+    rows.len = 0;
+    assert_int_equal(sc_pqbuf_put(&rows, "{", 1), 0);
+    assert_int_equal(sc_pqbuf_json_row_end(&rows), 0);
+    assert_int_equal(sc_pqbuf_json_rows(&out, rows.p, rows.len), 0);
+    assert_string_equal(out.p, "[{}]");
+
+    json_decref(want);
+    json_decref(list);
+    sc_pqbuf_free(&rows);
+    sc_pqbuf_free(&out);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -132,6 +178,7 @@ int main(void)
         cmocka_unit_test(test_a_new_connection_starts_afresh),
         cmocka_unit_test(test_a_statement_that_does_not_parse_says_why),
         cmocka_unit_test(test_fresh_runs_are_never_prepared),
+        cmocka_unit_test(test_json_rows_read_back_as_written),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
