@@ -192,7 +192,8 @@ int sc_pqbuf_json_str(sc_pqbuf_t *b, const char *s);
 /*
  * An object's member "key":value followed by a comma (the caller turns the last
  * one into the object's closing brace): the value s as a JSON string (NULL:
- * null), JSON text written as it is (a number, true, null), or a jansson value.
+ * null), JSON text written as it is (a number, true, null), or a jansson value
+ * (borrowed; NULL: null).
  */
 int sc_pqbuf_json_member(sc_pqbuf_t *b, const char *key, const char *s);
 int sc_pqbuf_json_member_raw(sc_pqbuf_t *b, const char *key, const char *json);
