@@ -384,7 +384,7 @@ int main(int argc, char **argv)
                sc_json_bool(st, "pass", false) ? "ok" : "FAIL");
     }
     printf("\nopen loop    K  offered/s  acked/s  %%max  p50 ms  p99 ms p99.9ms  avg batch "
-           "commits/s  lag growth/s (worst)      catch-up  check\n");
+           "commits/s  lag growth/s (worst), held back   catch-up  check\n");
     json_array_foreach(json_object_get(load, "steps"), i, st)
     {
         if (strcmp(sc_json_str(st, "mode"), "open") != 0)
@@ -394,9 +394,12 @@ int main(int argc, char **argv)
         const char *by;
         bool caught;
         s_worst(st, &max_lag, &slope, &by, &catchup, &caught, &left);
-        snprintf(h, sizeof h, "%.0f %s", slope, by);
+        /* How often that plugin held a batch back for a busy intake (plugins.yield). */
+        json_int_t held = sc_json_int(
+            json_object_get(json_object_get(st, "plugins_during_load"), by), "yielded", 0);
+        snprintf(h, sizeof h, "%.0f %s, %lld", slope, by, (long long)held);
         snprintf(k, sizeof k, "%s%s", sc_json_str(st, "name"), s_behind(st, &behind));
-        printf("  %-8s %3d %9.0f %8.0f %5.0f %7s %7s %7s %10s %9.1f  %-25s %8s  %s\n", k,
+        printf("  %-8s %3d %9.0f %8.0f %5.0f %7s %7s %7s %10s %9.1f  %-31s %8s  %s\n", k,
                (int)s_num(st, "clients"), s_num(st, "target_rate"), s_num(st, "acked_per_s"),
                s_num(st, "percent_of_max"), s_fmt(a, sizeof a, "%.2f", s_num(st, "latency_ms.p50")),
                s_fmt(b, sizeof b, "%.2f", s_num(st, "latency_ms.p99")),
