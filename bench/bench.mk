@@ -5,6 +5,9 @@ BENCH_COMMON_OBJ := $(B)/obj/bench/common.o $(B)/obj/bench/cpu.o
 
 $(BENCH_BIN): $(B)/bench/%: $(B)/obj/bench/%.o $(BENCH_COMMON_OBJ) $(B)/libsccommon.a
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lpthread
+	$(CC) $(BASE_LDFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(PKG_LIBS) -lpthread
+
+# refinsert journals an event alone with the daemon's own code.
+$(B)/bench/refinsert: $(B)/obj/daemon/journal.o
 
 bench: $(BENCH_BIN)

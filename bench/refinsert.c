@@ -1,5 +1,6 @@
 /* bench/refinsert.c: the reference: the same rows straight into a copy of core.events, no daemon.
  */
+#include "../daemon/internal.h"
 #include "bench.h"
 
 #include <getopt.h>
@@ -293,6 +294,68 @@ out:
     return out;
 }
 
+/*
+ * One event a statement, each its own synchronous commit, as the ingest thread journals an
+ * event alone: the daemon's own code (sc__journal_send with `lone`, the one-event statement
+ * sc__journal_prepare makes) on the daemon's kind of connection. The part of an event alone's
+ * latency the database takes.
+ */
+static json_t *s_journal_lone(s_ref_t *r, PGconn *db)
+{
+    bench_lat_t lat = {0};
+    json_t *out = NULL;
+    uint64_t rows = 0, dups = 0;
+    int64_t busy = 0, wal0 = s_wal_bytes(db);
+    sc__jcols_t cols = {0}, buf = {0};
+    const sc__jcols_t *parts[1] = {&cols};
+    char err[1024];
+    if (sc__journal_prepare(db) < 0) {
+        fprintf(stderr, "refinsert: could not prepare the journal's statements: %s",
+                PQerrorMessage(db));
+        return NULL;
+    }
+    int64_t wall_end = bench_mono_ns() + (int64_t)(r->seconds * 2e9);
+    while (busy < (int64_t)(r->seconds * 1e9) && bench_mono_ns() < wall_end) {
+        bench_event_t ev;
+        int64_t id;
+        s_rows(r, &ev, &id, 1);
+        sc__jentry_t e = {.type = ev.type,
+                          .school = ev.school,
+                          .district = ev.district,
+                          .source = ev.source,
+                          .source_id = ev.id,
+                          .occurred_at = ev.occurred_at,
+                          .received_at = bench_wall_us(),
+                          .actor = ev.actor[0] ? ev.actor : NULL,
+                          .data = ev.data,
+                          .data_len = ev.data_len};
+        sc__jcols_reset(&cols);
+        if (sc__jcols_add(&cols, &e) < 0)
+            goto out;
+        int64_t t0 = bench_mono_ns();
+        int rc = sc__journal_send(db, parts, 1, &buf, true, err, sizeof err);
+        if (rc == 0)
+            rc = sc__journal_receive(db, &e, 1, err, sizeof err);
+        int64_t dt = bench_mono_ns() - t0;
+        if (rc < 0) {
+            fprintf(stderr, "refinsert: one event alone: %s\n", err);
+            goto out;
+        }
+        dups += e.duplicate;
+        busy += dt;
+        rows++;
+        bench_lat_add(&lat, dt);
+    }
+    out = s_phase(rows, busy, &lat, wal0, s_wal_bytes(db));
+    if (out)
+        json_object_set_new(out, "duplicates", json_integer((json_int_t)dups));
+out:
+    sc__jcols_free(&cols);
+    sc__jcols_free(&buf);
+    bench_lat_free(&lat);
+    return out;
+}
+
 /* Binary COPY of fresh rows, one COPY (one commit) per batch. */
 static json_t *s_copy(s_ref_t *r)
 {
@@ -440,7 +503,7 @@ int main(int argc, char **argv)
     PGconn *jdb = NULL;
     s_ref_t r = {.label = "ref", .batch = 1000, .seconds = 5, .next_id = 1, .next_seq = 1};
     json_t *result = NULL, *batched = NULL, *copy = NULL, *single = NULL, *select1 = NULL,
-           *journal_one = NULL;
+           *journal_one = NULL, *journal_lone = NULL;
     json_t *journal = NULL;
     int c, rc = 1;
     bool batched_only = false;
@@ -514,9 +577,11 @@ int main(int argc, char **argv)
         r.batch = 1;
         r.seconds = seconds < 1 ? seconds : 1;
         journal_one = s_journal(&r, jdb);
+        if (journal_one && s_exec(jdb, "TRUNCATE core.events") == 0)
+            journal_lone = s_journal_lone(&r, jdb);
         r.batch = batch;
         r.seconds = seconds;
-        if (!journal_one || s_exec(jdb, "TRUNCATE core.events") < 0)
+        if (!journal_one || !journal_lone || s_exec(jdb, "TRUNCATE core.events") < 0)
             goto out;
         fprintf(stderr, " %.0f rows/s; copy ...", sc_json_num(journal, "rows_per_s", 0));
     } else {
@@ -531,11 +596,11 @@ int main(int argc, char **argv)
     fprintf(stderr, " p50 %.3f ms\n", sc_json_num(json_object_get(single, "latency_ms"), "p50", 0));
 write:;
     char now[SC_TIME_LEN];
-    result = json_pack("{s:s, s:s, s:I, s:O, s:O*, s:O*, s:O*, s:O*, s:O*, s:o}", "label", r.label,
-                       "finished_at", sc_time_format(bench_wall_us(), now), "batch_rows",
+    result = json_pack("{s:s, s:s, s:I, s:O, s:O*, s:O*, s:O*, s:O*, s:O*, s:O*, s:o}", "label",
+                       r.label, "finished_at", sc_time_format(bench_wall_us(), now), "batch_rows",
                        (json_int_t)r.batch, "batched_insert", batched, "journal_append", journal,
-                       "journal_append_one", journal_one, "copy", copy, "single_commit", single,
-                       "select1", select1, "settings", s_settings(r.db));
+                       "journal_append_one", journal_one, "journal_one", journal_lone, "copy", copy,
+                       "single_commit", single, "select1", select1, "settings", s_settings(r.db));
     if (!result || json_dump_file(result, path, JSON_INDENT(1)) < 0) {
         fprintf(stderr, "refinsert: could not write %s\n", path);
         goto out;
@@ -549,6 +614,7 @@ out:
     json_decref(select1);
     json_decref(journal);
     json_decref(journal_one);
+    json_decref(journal_lone);
     PQfinish(jdb);
     PQfinish(r.db);
     return rc;

@@ -410,8 +410,9 @@ static int s_journal_send(s_journal_t *j, s_flight_t *f)
     }
     if (f->directory)
         sc__directory_sending();
-    int rc =
-        j->conn ? sc__journal_send(j->conn, f->parts, nparts, &f->sent, err, sizeof err) : -EAGAIN;
+    int rc = j->conn ? sc__journal_send(j->conn, f->parts, nparts, &f->sent, !f->directory, err,
+                                        sizeof err)
+                     : -EAGAIN;
     if (rc < 0 && j->conn)
         s_journal_failed(j, rc, err);
     return rc;

@@ -221,10 +221,12 @@ void sc__jcols_free(sc__jcols_t *c);
 /*
  * The two halves of sc__journal_append: send the batch made of the columns of `parts` in
  * order (`buf` is scratch kept between batches, for the arrays as sent), later take the answer
- * (it waits for it unless PQisBusy says it has come).
+ * (it waits for it unless PQisBusy says it has come). `lone`: the caller's connection is in
+ * autocommit and the batch holds no directory entry; one such event with its district known
+ * goes through one plain statement instead of core.journal_append (see s_one_sql).
  */
 int sc__journal_send(PGconn *conn, const sc__jcols_t *const *parts, size_t nparts, sc__jcols_t *buf,
-                     char *err, size_t errlen);
+                     bool lone, char *err, size_t errlen);
 int sc__journal_receive(PGconn *conn, sc__jentry_t *entries, size_t n, char *err, size_t errlen);
 /* The published form of a journaled entry (new string, caller frees) or NULL. */
 char *sc__journal_envelope(const sc__jentry_t *e);

@@ -1,9 +1,30 @@
 /* Journal appends: a batch of events as binary arrays to core.journal_append, one round trip. */
 #include "internal.h"
 
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/*
+ * One event alone, in its own transaction, as core.journal_append would journal it (004): its
+ * number drawn under the journal's lock, a resend answered with the number it was journaled
+ * under. An event alone in flight waits for this statement and its commit, and the function's
+ * PL/pgSQL cost 0.06-0.08 ms more than this in A/B pairs, an eighth of the event's time. The
+ * statement's snapshot is taken before the lock: a resend whose first copy another journal
+ * writer committed in between would find nothing to answer with (no row comes back), and is
+ * answered unavailable, so its sender sends it again.
+ */
+static const char s_one_sql[] =
+    "WITH lock AS MATERIALIZED (SELECT pg_advisory_xact_lock(7600002)),"
+    " ins AS (INSERT INTO core.events (id, type, school, district, source, source_id,"
+    "   occurred_at, received_at, actor, data)"
+    "  SELECT nextval('core.events_id_seq'), $1::text, $2::text, $3::text, $4::text, $5::text,"
+    "   $6::timestamptz, $7::timestamptz, $8::text, $9::jsonb FROM lock"
+    "  ON CONFLICT (source, source_id) DO NOTHING RETURNING id)"
+    " SELECT id AS event, false AS duplicate FROM ins"
+    " UNION ALL SELECT e.id, true FROM core.events e"
+    "  WHERE e.source = $4::text AND e.source_id = $5::text AND NOT EXISTS (SELECT 1 FROM ins)";
 
 int sc__journal_prepare(PGconn *conn)
 {
@@ -14,7 +35,22 @@ int sc__journal_prepare(PGconn *conn)
                               9, NULL);
     int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : sc_pq_error(conn, res);
     PQclear(res);
+    if (rc == 0) {
+        res = PQprepare(conn, "sc_journal_one", s_one_sql, 9, NULL);
+        rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : sc_pq_error(conn, res);
+        PQclear(res);
+    }
     return rc;
+}
+
+/* A column's one element as a binary parameter: its bytes after the length (NULL: SQL NULL). */
+static void s_scalar(const sc_pqbuf_t *col, const char **value, int *length)
+{
+    uint32_t len;
+    memcpy(&len, col->p, 4);
+    len = ntohl(len);
+    *value = len == UINT32_MAX ? NULL : col->p + 4;
+    *length = len == UINT32_MAX ? 0 : (int)len;
 }
 
 /* The element types of the columns, in argument order. */
@@ -61,13 +97,29 @@ void sc__jcols_free(sc__jcols_t *c)
 }
 
 int sc__journal_send(PGconn *conn, const sc__jcols_t *const *parts, size_t nparts, sc__jcols_t *buf,
-                     char *err, size_t errlen)
+                     bool lone, char *err, size_t errlen)
 {
     const char *values[SC__JCOLUMNS];
     int lengths[SC__JCOLUMNS], formats[SC__JCOLUMNS];
-    size_t n = 0;
-    for (size_t k = 0; k < nparts; k++)
+    size_t n = 0, at = 0;
+    for (size_t k = 0; k < nparts; k++) {
         n += parts[k]->n;
+        at = parts[k]->n ? k : at;
+    }
+    if (lone && n == 1) {
+        for (int f = 0; f < SC__JCOLUMNS; f++) {
+            s_scalar(&parts[at]->col[f], &values[f], &lengths[f]);
+            formats[f] = 1;
+        }
+        /* Without its district, the function finds it from the school. */
+        if (values[2]) {
+            if (PQsendQueryPrepared(conn, "sc_journal_one", SC__JCOLUMNS, values, lengths, formats,
+                                    0))
+                return 0;
+            snprintf(err, errlen, "could not journal 1 event: %s", PQerrorMessage(conn));
+            return -EAGAIN;
+        }
+    }
     sc__jcols_reset(buf);
     for (int f = 0; f < SC__JCOLUMNS; f++) {
         sc_pqbuf_t *b = &buf->col[f];
@@ -127,7 +179,7 @@ int sc__journal_append(PGconn *conn, sc__jentry_t *entries, size_t n, char *err,
     if (rc < 0)
         snprintf(err, errlen, "out of memory building a batch of %zu events", n);
     else
-        rc = sc__journal_send(conn, parts, 1, &buf, err, errlen);
+        rc = sc__journal_send(conn, parts, 1, &buf, false, err, errlen);
     sc__jcols_free(&cols);
     sc__jcols_free(&buf);
     return rc < 0 ? rc : sc__journal_receive(conn, entries, n, err, errlen);

@@ -202,7 +202,7 @@ static void test_parts_reach_the_server_as_one_batch(void **state)
     const sc__jcols_t *order[3] = {&parts[0], &parts[1], &parts[2]};
     char err[256];
     for (int round = 0; round < 2; round++) { /* the scratch buffer serves again */
-        assert_int_equal(sc__journal_send(conn, order, 3, &buf, err, sizeof err), 0);
+        assert_int_equal(sc__journal_send(conn, order, 3, &buf, true, err, sizeof err), 0);
         res = PQgetResult(conn);
         assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
         assert_int_equal(PQntuples(res), 5);
@@ -222,6 +222,79 @@ static void test_parts_reach_the_server_as_one_batch(void **state)
     PQfinish(conn);
 }
 
+/*
+ * An event alone (`lone`) with its district goes as scalar parameters to the one-event
+ * statement, every field whole, a NULL as NULL; without its district, as a batch of one to the
+ * function, which finds it. Both statements are prepared here as ones that give their input back.
+ */
+static void test_an_event_alone_goes_as_one_row(void **state)
+{
+    (void)state;
+    const char *conninfo = getenv("SC_TEST_CONNINFO");
+    if (!conninfo)
+        fail_msg("SC_TEST_CONNINFO is not set (run through make test)");
+    PGconn *conn = PQconnectdb(conninfo);
+    assert_int_equal(PQstatus(conn), CONNECTION_OK);
+    PGresult *res = PQprepare(conn, "sc_journal_one",
+                              "SELECT 'one', $1::text, $2::text, $3::text, $4::text, $5::text,"
+                              " $6::timestamptz = '1970-01-01T00:00:00.000001Z', $7::timestamptz,"
+                              " $8::text, $9::jsonb::text",
+                              9, NULL);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    res = PQprepare(conn, "sc_journal_append",
+                    "SELECT 'batch', cardinality($3::text[]) FROM (SELECT $1::text[], $2::text[],"
+                    " $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[], $8::text[],"
+                    " $9::jsonb[]) x",
+                    9, NULL);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+
+    sc__jcols_t one = {0}, buf = {0};
+    sc__jentry_t e = {.type = "gate.entry",
+                      .school = "s1",
+                      .district = "d1",
+                      .source = "gate-east",
+                      .source_id = "x-1",
+                      .occurred_at = 1,
+                      .received_at = 946684800000000,
+                      .data = "{\"n\": 1}",
+                      .data_len = 8};
+    assert_int_equal(sc__jcols_add(&one, &e), 0);
+    const sc__jcols_t *order[2] = {&buf, &one}; /* an empty part first: the event is found */
+    char err[256];
+    assert_int_equal(sc__journal_send(conn, order, 2, &buf, true, err, sizeof err), 0);
+    res = PQgetResult(conn);
+    assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+    static const char *const want[] = {"one", "gate.entry", "s1", "d1", "gate-east",
+                                       "x-1", "t",          NULL, NULL, "{\"n\": 1}"};
+    for (int c = 0; c < 10; c++)
+        if (want[c])
+            assert_string_equal(PQgetvalue(res, 0, c), want[c]);
+    assert_true(PQgetisnull(res, 0, 8)); /* no actor */
+    PQclear(res);
+    while ((res = PQgetResult(conn)))
+        PQclear(res);
+
+    /* Without its district, or not alone: the function. */
+    for (int round = 0; round < 2; round++) {
+        sc__jcols_reset(&one);
+        e.district = round == 0 ? NULL : "d1";
+        assert_int_equal(sc__jcols_add(&one, &e), 0);
+        const sc__jcols_t *parts[1] = {&one};
+        assert_int_equal(sc__journal_send(conn, parts, 1, &buf, round == 0, err, sizeof err), 0);
+        res = PQgetResult(conn);
+        assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
+        assert_string_equal(PQgetvalue(res, 0, 0), "batch");
+        PQclear(res);
+        while ((res = PQgetResult(conn)))
+            PQclear(res);
+    }
+    sc__jcols_free(&one);
+    sc__jcols_free(&buf);
+    PQfinish(conn);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -231,6 +304,7 @@ int main(void)
         cmocka_unit_test(test_jansson_allocates_from_the_arena_in_use),
         cmocka_unit_test(test_columns_add_whole_entries_and_join_in_order),
         cmocka_unit_test(test_parts_reach_the_server_as_one_batch),
+        cmocka_unit_test(test_an_event_alone_goes_as_one_row),
     };
     return cmocka_run_group_tests(tests, s_setup, NULL);
 }
