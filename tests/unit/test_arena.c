@@ -161,6 +161,17 @@ static void test_columns_add_whole_entries_and_join_in_order(void **state)
     sc__jcols_free(&buf);
 }
 
+/* A connection to the test cluster (SC_TEST_CONNINFO). */
+static PGconn *s_connect(void)
+{
+    const char *conninfo = getenv("SC_TEST_CONNINFO");
+    if (!conninfo)
+        fail_msg("SC_TEST_CONNINFO is not set (run through make test)");
+    PGconn *conn = PQconnectdb(conninfo);
+    assert_int_equal(PQstatus(conn), CONNECTION_OK);
+    return conn;
+}
+
 /*
  * The columns of several parts sent as one batch reach the server whole and in order. The
  * statement sc__journal_send runs is prepared here as one that gives the arrays back.
@@ -168,11 +179,7 @@ static void test_columns_add_whole_entries_and_join_in_order(void **state)
 static void test_parts_reach_the_server_as_one_batch(void **state)
 {
     (void)state;
-    const char *conninfo = getenv("SC_TEST_CONNINFO");
-    if (!conninfo)
-        fail_msg("SC_TEST_CONNINFO is not set (run through make test)");
-    PGconn *conn = PQconnectdb(conninfo);
-    assert_int_equal(PQstatus(conn), CONNECTION_OK);
+    PGconn *conn = s_connect();
     PGresult *res = PQprepare(
         conn, "sc_journal_append",
         "SELECT t, s, d, src, sid, o, r, a, j::text FROM unnest($1::text[], $2::text[],"
@@ -230,11 +237,7 @@ static void test_parts_reach_the_server_as_one_batch(void **state)
 static void test_an_event_alone_goes_as_one_row(void **state)
 {
     (void)state;
-    const char *conninfo = getenv("SC_TEST_CONNINFO");
-    if (!conninfo)
-        fail_msg("SC_TEST_CONNINFO is not set (run through make test)");
-    PGconn *conn = PQconnectdb(conninfo);
-    assert_int_equal(PQstatus(conn), CONNECTION_OK);
+    PGconn *conn = s_connect();
     PGresult *res = PQprepare(conn, "sc_journal_one",
                               "SELECT 'one', $1::text, $2::text, $3::text, $4::text, $5::text,"
                               " $6::timestamptz = '1970-01-01T00:00:00.000001Z', $7::timestamptz,"
