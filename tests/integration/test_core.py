@@ -54,6 +54,29 @@ def test_ack_after_commit_and_duplicates():
         assert stats["duplicates"] == 1 + len(range(0, 400, 7)), stats
 
 
+
+def test_an_event_alone_is_journaled_as_the_function_would():
+    # An event alone whose district the daemon knows goes through the one-event statement
+    # (daemon/journal.c), not core.journal_append: the same row, the same numbering, a resend
+    # answered with the first number; one of a school the directory lacks goes to the function.
+    with Daemon("alone") as d:
+        d.directory()
+        r = d.send("probe.event", {"n": 1}, id="a-1", actor="p-1")
+        assert r["ok"] and not r["duplicate"], r
+        again = d.send("probe.event", {"n": 1}, id="a-1", actor="p-1")
+        assert again["ok"] and again["duplicate"] and again["event"] == r["event"], again
+        later = d.send("probe.event", {"n": 2}, id="a-2")
+        assert later["ok"] and not later["duplicate"] and later["event"] > r["event"], later
+        unknown = d.send("probe.event", {"n": 3}, id="a-3", school="sch-999")
+        assert unknown["ok"] and unknown["event"] > later["event"], unknown
+        rows = {x["source_id"]: x for x in d.events("probe.event")}
+        assert sorted(rows) == ["a-1", "a-2", "a-3"], rows
+        one = rows["a-1"]
+        assert (one["id"], one["school"], one["district"], one["source"], one["actor"]) == (
+            r["event"], "sch-001", "dist-01", "test", "p-1"), one
+        assert one["data"] == {"n": 1}, one
+        assert rows["a-2"]["actor"] is None and rows["a-3"]["district"] is None, rows
+
 def test_journal_append_numbers_a_mixed_batch_in_input_order():
     # The journal's one entry point, called as the writer calls it: new rows, a resend of an
     # event already journaled, a row repeated later in the batch, rows without a key.
