@@ -29,7 +29,8 @@ static const struct sc_config_key s_ingest_keys[] = {
     {"batch_max", SC_CFG_INT, "4096", "most events journaled in one transaction"},
     {"queue_max", SC_CFG_INT, "16384", "events waiting for the journal before intake pauses"},
     {"busy", SC_CFG_INT, "1024",
-     "events waiting for the journal at which intake is busy and plugins yield (0: never)"},
+     "messages waiting at the socket in one turn of intake (at most 1024 are read in one) at "
+     "which it is busy and plugins yield (0: never); a full queue_max is busy too"},
     {"spin_us", SC_CFG_INT, "300",
      "microseconds the ingest thread waits awake for the answer to a batch of a few events "
      "before it sleeps (0: it sleeps at once)"},

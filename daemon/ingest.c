@@ -15,7 +15,13 @@
 
 sc__stats_t sc__stats;
 
-/* How long intake stays busy after the queue was last seen over ingest.busy. */
+/*
+ * Intake is busy while senders queue in front of it: a turn of its loop found at least
+ * ingest.busy messages waiting at the socket, or its queue is full and reading has paused.
+ * Not the events waiting for the journal: those pass any mark during one slow commit while
+ * intake keeps up, and plugins held back for them fell behind at half the burst maximum with
+ * a third of a core idle. Busy lasts this long after it was last seen.
+ */
 #define S_BUSY_HOLD_MS 200
 
 bool sc__intake_busy(void)
@@ -741,8 +747,8 @@ static void s_intake(s_ingest_t *in)
         if (++taken % S_CHUNK_ITEMS == 0)
             s_journal_turn(in, true);
     }
-    /* Still more waiting: senders are queueing in front of us, busy as well. */
-    if (taken == in->take_max && in->busy > 0)
+    /* Senders are queueing in front of us: busy. (A turn reads at most take_max.) */
+    if (in->busy > 0 && taken >= (in->busy < in->take_max ? in->busy : in->take_max))
         atomic_store(&sc__stats.busy_until_ms, sc__mono_ms() + S_BUSY_HOLD_MS);
 }
 
@@ -878,7 +884,8 @@ static void *s_ingest_main(void *arg)
             in.next_take_us = sc__mono_us() + S_GATHER_US;
         }
         s_journal_turn(&in, db_ready && j->conn);
-        if (in.busy > 0 && s_inflight(&in) >= in.busy)
+        /* A full queue has paused intake: senders queue at the socket unread, busy too. */
+        if (in.busy > 0 && s_inflight(&in) >= in.queue_max)
             atomic_store(&sc__stats.busy_until_ms, sc__mono_ms() + S_BUSY_HOLD_MS);
     }
     atomic_store(&sc__stats.busy_until_ms, 0);

@@ -517,11 +517,14 @@ def test_a_resend_leaves_the_plugins_reading_from_memory():
 
 
 def test_plugins_yield_to_a_busy_intake():
-    # ingest.busy = 1: intake is busy whenever an event waits for the journal. While a pipelined
-    # stream keeps it so, the plugin leaves plugins.yield (here longer than the test) between its
-    # batches; once the stream is journaled it catches up at once.
-    for yield_ms in (60000, 0):
-        with Daemon("yield", manual=False, ingest_settings="busy = 1;",
+    # ingest.busy = 1: intake is busy whenever a turn of it finds a message waiting at the
+    # socket; with busy out of reach and queue_max = 4, whenever its queue is full and reading
+    # pauses. While a pipelined stream keeps it so, the plugin leaves plugins.yield (here
+    # longer than the test) between its batches; once the stream is journaled it catches up
+    # at once.
+    for settings, yield_ms in (("busy = 1;", 60000), ("busy = 1000000; queue_max = 4;", 60000),
+                               ("busy = 1;", 0)):
+        with Daemon("yield", manual=False, ingest_settings=settings,
                     plugin_settings="pace = 0; yield = %d;" % yield_ms) as d:
             replies = d.send_many([d.envelope("probe.event", {"n": i}) for i in range(3000)])
             assert all(r["ok"] for r in replies)
