@@ -1255,6 +1255,28 @@ void sc__runners_stop(sc__daemon_t *d)
     d->nrunners = 0;
 }
 
+/*
+ * How far the plugin is behind: the events journaled after its cursor, less those the journal's
+ * tail shows come before its next own event. It is not behind for those: given nothing, a
+ * runner is not woken, and moves its cursor over them at its next tick or batch, for nothing.
+ */
+static int64_t s_lag(const sc__runner_t *r, int64_t cursor, int64_t head)
+{
+    sc__tev_t *t;
+    const char *data;
+    size_t len;
+    int64_t upto, lo, from = cursor;
+    int n = sc__tail_take(cursor, (const char *const *)atomic_load(&r->subs)->prefix, 1, 0, &t,
+                          &upto, &lo);
+    if (n > 0) {
+        from = sc__tev_event(t, &data, &len)->id - 1;
+        sc__tev_release(t);
+    } else if (n == 0) {
+        from = upto;
+    }
+    return head > from ? head - from : 0;
+}
+
 json_t *sc__runners_list(sc__daemon_t *d)
 {
     json_t *list = json_array();
@@ -1271,7 +1293,7 @@ json_t *sc__runners_list(sc__daemon_t *d)
             "name", r->p->name, "version", r->p->version ? r->p->version : "", "description",
             r->p->description ? r->p->description : "", "state",
             s_state_names[atomic_load(&r->state_code)], "subscribe", subs, "cursor",
-            (json_int_t)cursor, "lag", (json_int_t)(head > cursor ? head - cursor : 0), "handled",
+            (json_int_t)cursor, "lag", (json_int_t)s_lag(r, cursor, head), "handled",
             (json_int_t)atomic_load(&r->handled), "batches", (json_int_t)atomic_load(&r->batches),
             "retried", (json_int_t)atomic_load(&r->retried), "dead_letters",
             (json_int_t)atomic_load(&r->dead), "yielded", (json_int_t)atomic_load(&r->yielded),

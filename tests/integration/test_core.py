@@ -539,6 +539,22 @@ def test_plugins_yield_to_a_busy_intake():
             assert d.request({"cmd": "stats"})["intake_busy"] is False
 
 
+def test_a_plugin_is_not_behind_for_events_it_does_not_take():
+    # Events of types the probe does not take do not wake it: its cursor stays where its last
+    # batch left it until something does. It is not behind for them, and says so.
+    with Daemon("lag") as d:
+        d.ok("probe.event", {"n": 0})
+        d.sync()
+        replies = d.send_many([d.envelope("directory.district.upserted",
+                                          {"district": "dist-%d" % i, "name": "D%d" % i},
+                                          school=None, district="dist-%d" % i)
+                               for i in range(50)])
+        assert all(r["ok"] for r in replies)
+        last = max(r["event"] for r in replies)
+        probe = d.plugin("probe")
+        assert probe["cursor"] < last and probe["lag"] == 0, probe
+
+
 def test_manual_clock_fires_every_deadline_on_the_way():
     with Daemon("clock") as d:
         d.set_time("2026-06-15T00:00:00Z")
