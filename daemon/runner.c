@@ -1259,6 +1259,7 @@ void sc__runners_stop(sc__daemon_t *d)
  * How far the plugin is behind: the events journaled after its cursor, less those the journal's
  * tail shows come before its next own event. It is not behind for those: given nothing, a
  * runner is not woken, and moves its cursor over them at its next tick or batch, for nothing.
+ * The look is bounded like a runner's own take: it holds the lock intake appends under.
  */
 static int64_t s_lag(const sc__runner_t *r, int64_t cursor, int64_t head)
 {
@@ -1266,8 +1267,8 @@ static int64_t s_lag(const sc__runner_t *r, int64_t cursor, int64_t head)
     const char *data;
     size_t len;
     int64_t upto, lo, from = cursor;
-    int n = sc__tail_take(cursor, (const char *const *)atomic_load(&r->subs)->prefix, 1, 0, &t,
-                          &upto, &lo);
+    int n = sc__tail_take(cursor, (const char *const *)atomic_load(&r->subs)->prefix, 1, S_WINDOW,
+                          &t, &upto, &lo);
     if (n > 0) {
         from = sc__tev_event(t, &data, &len)->id - 1;
         sc__tev_release(t);
