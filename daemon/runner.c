@@ -1259,23 +1259,34 @@ void sc__runners_stop(sc__daemon_t *d)
  * How far the plugin is behind: the events journaled after its cursor, less those the journal's
  * tail shows come before its next own event. It is not behind for those: given nothing, a
  * runner is not woken, and moves its cursor over them at its next tick or batch, for nothing.
- * The look is bounded like a runner's own take: it holds the lock intake appends under.
+ * Numbers the tail cannot place (drawn elsewhere, or before it starts) count, and the look goes
+ * on after them. Bounded like a runner's own takes: it holds the lock intake appends under.
  */
 static int64_t s_lag(const sc__runner_t *r, int64_t cursor, int64_t head)
 {
-    sc__tev_t *t;
-    const char *data;
-    size_t len;
-    int64_t upto, lo, from = cursor;
-    int n = sc__tail_take(cursor, (const char *const *)atomic_load(&r->subs)->prefix, 1, S_WINDOW,
-                          &t, &upto, &lo);
-    if (n > 0) {
-        from = sc__tev_event(t, &data, &len)->id - 1;
-        sc__tev_release(t);
-    } else if (n == 0) {
-        from = upto;
+    const char *const *prefix = (const char *const *)atomic_load(&r->subs)->prefix;
+    int64_t at = cursor, counted = 0;
+    for (int k = 0; k < 8 && at < head; k++) {
+        sc__tev_t *t;
+        const char *data;
+        size_t len;
+        int64_t upto, lo;
+        int n = sc__tail_take(at, prefix, 1, S_WINDOW, &t, &upto, &lo);
+        if (n > 0) { /* its next own event: behind from there on */
+            at = sc__tev_event(t, &data, &len)->id - 1;
+            sc__tev_release(t);
+            break;
+        }
+        if (n == 0) { /* none of its own up to upto */
+            at = upto;
+        } else if (lo != INT64_MAX && lo - 1 > at && lo - 1 < head) { /* unplaced up to lo */
+            counted += lo - 1 - at;
+            at = lo - 1;
+        } else {
+            break;
+        }
     }
-    return head > from ? head - from : 0;
+    return counted + (head > at ? head - at : 0);
 }
 
 json_t *sc__runners_list(sc__daemon_t *d)

@@ -553,6 +553,17 @@ def test_a_plugin_is_not_behind_for_events_it_does_not_take():
         last = max(r["event"] for r in replies)
         probe = d.plugin("probe")
         assert probe["cursor"] < last and probe["lag"] == 0, probe
+        # A class of a school the directory does not place in a district: the daemon does not
+        # keep it in memory, so nobody can say the probe need not look at it. It counts; what
+        # comes after it and is not the probe's does not.
+        d.ok("directory.class.upserted", {"class": "c-1", "grade": "1"}, school="sch-009")
+        replies = d.send_many([d.envelope("directory.district.upserted",
+                                          {"district": "dist-x%d" % i, "name": "X%d" % i},
+                                          school=None, district="dist-x%d" % i)
+                               for i in range(50)])
+        assert all(r["ok"] for r in replies)
+        probe = d.plugin("probe")
+        assert probe["cursor"] < last and probe["lag"] == 1, probe
 
 
 def test_manual_clock_fires_every_deadline_on_the_way():
