@@ -186,7 +186,7 @@ int sc_pqbuf_json_rows(sc_pqbuf_t *out, const char *rows, size_t len)
     out->p[0] = '[';
     memcpy(out->p + 1, rows, len - 1); /* without the last row's comma */
     out->p[len] = ']';
-    out->p[len + 1] = '\0';
-    out->len = len + 2;
+    out->p[len + 1] = '\0'; /* after the array, not counted: len is its bytes, as elsewhere */
+    out->len = len + 1;
     return 0;
 }

@@ -158,6 +158,7 @@ static void test_json_rows_read_back_as_written(void **state)
 
     assert_int_equal(sc_pqbuf_json_rows(&out, rows.p + second, rows.len - second), 0);
     assert_string_equal(out.p, "[{\"b\":true}]");
+    assert_int_equal(out.len, strlen(out.p));
     /* An empty object still closes. */
     rows.len = 0;
     assert_int_equal(sc_pqbuf_put(&rows, "{", 1), 0);
