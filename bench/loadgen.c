@@ -898,6 +898,58 @@ static double s_stat(const json_t *stats, const char *key)
     return sc_json_num(stats, key, 0);
 }
 
+/*
+ * One of the daemon's latency histograms (stats.latency.<name>) over the step: the second
+ * reply's buckets less the first's. {"count", "p50_ms", "p99_ms", "p999_ms"} (a bucket's
+ * largest value), new reference; null when the daemon gave none.
+ */
+static json_t *s_daemon_latency(const json_t *stats0, const json_t *stats1, const char *name)
+{
+    const json_t *b0 =
+        json_object_get(json_object_get(json_object_get(stats0, "latency"), name), "buckets");
+    const json_t *b1 =
+        json_object_get(json_object_get(json_object_get(stats1, "latency"), name), "buckets");
+    if (!json_is_array(b1))
+        return json_null();
+    size_t n = json_array_size(b1), k = 0, i;
+    json_int_t *diff = calloc(n ? n : 1, sizeof *diff), count = 0;
+    if (!diff)
+        return json_null();
+    /* Both lists ascend by bucket, and a bucket never empties: walk them side by side. */
+    for (i = 0; i < n; i++) {
+        json_int_t upper = json_integer_value(json_array_get(json_array_get(b1, i), 0));
+        diff[i] = json_integer_value(json_array_get(json_array_get(b1, i), 1));
+        for (; k < json_array_size(b0); k++) {
+            const json_t *e = json_array_get(b0, k);
+            json_int_t u = json_integer_value(json_array_get(e, 0));
+            if (u > upper)
+                break;
+            if (u == upper)
+                diff[i] -= json_integer_value(json_array_get(e, 1));
+        }
+        count += diff[i];
+    }
+    json_t *out = json_pack("{s:I}", "count", count);
+    static const struct {
+        const char *key;
+        double q;
+    } qs[] = {{"p50_ms", 0.50}, {"p99_ms", 0.99}, {"p999_ms", 0.999}};
+    size_t qi = 0;
+    json_int_t seen = 0;
+    for (i = 0; i < n && count > 0; i++) {
+        seen += diff[i];
+        for (; qi < sizeof qs / sizeof *qs && (double)seen >= qs[qi].q * (double)count; qi++)
+            json_object_set_new(
+                out, qs[qi].key,
+                json_real((double)json_integer_value(json_array_get(json_array_get(b1, i), 0)) /
+                          1000.0));
+    }
+    for (; qi < sizeof qs / sizeof *qs; qi++)
+        json_object_set_new(out, qs[qi].key, json_null());
+    free(diff);
+    return out;
+}
+
 static json_t *s_run_step(const s_opts_t *o, PGconn *db, const s_step_t *st, bool *pass)
 {
     char source[64], tag[64];
@@ -1034,6 +1086,10 @@ static json_t *s_run_step(const s_opts_t *o, PGconn *db, const s_step_t *st, boo
         "plugins_after_load", catchup, "drain_s", json_real(s_secs(t_joined - t_end)), "caught_up",
         caught_up, "lag_at_start", lag_at_start, "lag_samples", smp.samples, "cpu", cpu, "verify",
         verify, "pass", *pass);
+    json_object_set_new(step, "daemon_latency",
+                        json_pack("{s:o, s:o}", "in_daemon",
+                                  s_daemon_latency(stats0, stats1, "in_daemon"), "journal",
+                                  s_daemon_latency(stats0, stats1, "journal")));
     fprintf(stderr, " %.0f acked/s, p50 %.2f ms, %s\n", acked_per_s,
             json_real_value(json_object_get(json_object_get(step, "latency_ms"), "p50")),
             *pass ? "verified" : "FAILED");

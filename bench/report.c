@@ -507,6 +507,12 @@ int main(int argc, char **argv)
     printf("  1 in flight: ack p50 − the journal's one-event statement p50  %10s   (the daemon"
            " and ZeroMQ)\n",
            s_fmt(a, sizeof a, "%.3f ms", p50 > 0 && lone_p50 > 0 ? p50 - lone_p50 : -1));
+    /* And where the tail goes: the daemon's own histograms (stats.latency) over the step. */
+    printf("  1 in flight: held in the daemon p50/p99 (the journal's answer)  %s/%s (%s/%s) ms\n",
+           s_fmt(a, sizeof a, "%.2f", s_num(one, "daemon_latency.in_daemon.p50_ms")),
+           s_fmt(k, sizeof k, "%.2f", s_num(one, "daemon_latency.in_daemon.p99_ms")),
+           s_fmt(m, sizeof m, "%.2f", s_num(one, "daemon_latency.journal.p50_ms")),
+           s_fmt(b, sizeof b, "%.2f", s_num(one, "daemon_latency.journal.p99_ms")));
     printf("  1 in flight: ack p50                                        %10s   <= %.1f ms "
            "%s\n",
            s_fmt(a, sizeof a, "%.3f ms", p50), S_TARGET_P50_MS,

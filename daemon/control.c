@@ -52,15 +52,16 @@ static json_t *s_stats(void)
                             json_integer((json_int_t)atomic_load(&sc__forbidden_by[r])));
     uint64_t batches = atomic_load(&sc__stats.batches);
     uint64_t events = atomic_load(&sc__stats.batched_events);
-    return json_pack("{s:b, s:I, s:I, s:I, s:o, s:o, s:I, s:f, s:I, s:I, s:b}", "ok", 1, "received",
-                     (json_int_t)atomic_load(&sc__stats.received), "acked",
+    return json_pack("{s:b, s:I, s:I, s:I, s:o, s:o, s:I, s:f, s:I, s:I, s:b, s:{s:o, s:o}}", "ok",
+                     1, "received", (json_int_t)atomic_load(&sc__stats.received), "acked",
                      (json_int_t)atomic_load(&sc__stats.acked), "duplicates",
                      (json_int_t)atomic_load(&sc__stats.duplicates), "refused", refused,
                      "forbidden_by", forbidden, "batches", (json_int_t)batches, "avg_batch",
                      batches ? (double)events / (double)batches : 0.0, "journal_head",
                      (json_int_t)atomic_load(&sc__stats.head), "unreachable_peers",
                      (json_int_t)atomic_load(&sc__stats.unreachable_peers), "intake_busy",
-                     sc__intake_busy());
+                     sc__intake_busy(), "latency", "in_daemon", sc__hist_json(&sc__stats.in_daemon),
+                     "journal", sc__hist_json(&sc__stats.journal));
 }
 
 static json_t *s_clock(sc__daemon_t *d, const char *cmd, const json_t *req)

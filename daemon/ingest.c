@@ -42,7 +42,8 @@ typedef struct s_item {
     zmq_msg_t body;
     sc__envelope_t env;
     sc__jentry_t je;
-    int result; /* SC__OK or an error code, once the journal has answered */
+    int result;       /* SC__OK or an error code, once the journal has answered */
+    int64_t taken_us; /* when its frame was read off the socket (stats.in_daemon) */
 } s_item_t;
 
 /*
@@ -212,6 +213,7 @@ typedef struct s_flight {
     size_t parts_cap;
     sc__jcols_t sent; /* the arrays as sent, kept for the next batch's */
     bool directory;   /* it holds directory.* events: see sc__directory_epoch() */
+    int64_t sent_us;  /* when its statement was sent (stats.journal) */
 } s_flight_t;
 
 typedef struct s_journal {
@@ -421,6 +423,7 @@ static int s_journal_send(s_journal_t *j, s_flight_t *f)
                      : -EAGAIN;
     if (rc < 0 && j->conn)
         s_journal_failed(j, rc, err);
+    f->sent_us = sc__mono_us();
     return rc;
 }
 
@@ -512,7 +515,7 @@ static void s_reply_error(s_ingest_t *in, zmq_msg_t *route, int nroute, int code
     json_decref(r);
 }
 
-static void s_reply_item(s_ingest_t *in, s_item_t *it)
+static void s_reply_item(s_ingest_t *in, s_item_t *it, int64_t now_us)
 {
     if (it->result != SC__OK) {
         s_reply_error(in, it->route, it->nroute, it->result,
@@ -530,6 +533,7 @@ static void s_reply_item(s_ingest_t *in, s_item_t *it)
     }
     buf[n++] = '}';
     atomic_fetch_add(&sc__stats.acked, 1);
+    sc__hist_add(&sc__stats.in_daemon, now_us - it->taken_us);
     if (it->je.duplicate)
         atomic_fetch_add(&sc__stats.duplicates, 1);
     s_send_reply(in, it->route, it->nroute, buf, (size_t)n);
@@ -543,9 +547,10 @@ static void s_answered(s_ingest_t *in, s_flight_t *f)
 {
     s_chunk_t *batch = f->batch;
     bool journaled = batch->items[0].result == SC__OK;
+    int64_t now_us = sc__mono_us();
     for (s_chunk_t *c = batch; c; c = c->next)
         for (size_t i = 0; i < c->n; i++)
-            s_reply_item(in, &c->items[i]);
+            s_reply_item(in, &c->items[i], now_us);
     if (journaled)
         sc__runners_wake_for(in->d, f->entries, f->n);
     f->batch = NULL;
@@ -607,6 +612,8 @@ static void s_journal_turn(s_ingest_t *in, bool readable)
         rc = sc__journal_receive(j->conn, landed->entries, landed->n, err, sizeof err);
         if (rc < 0)
             s_journal_failed(j, rc, err);
+        else
+            sc__hist_add(&sc__stats.journal, sc__mono_us() - landed->sent_us);
     }
     if (!j->flying && in->queue)
         s_send_next(in, landed);
@@ -660,6 +667,7 @@ static bool s_take(s_ingest_t *in)
         return nframes > 0;
     }
     atomic_fetch_add(&sc__stats.received, 1);
+    it->taken_us = sc__mono_us();
     it->nroute = nframes - 1;
     memcpy(it->route, frames, sizeof(zmq_msg_t) * (size_t)it->nroute);
     it->body = frames[nframes - 1];

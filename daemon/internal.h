@@ -258,6 +258,19 @@ int64_t sc__mono_ms(void);
 /* The same in microseconds. */
 int64_t sc__mono_us(void);
 
+/* ---- latency histograms (hist.c) ---- */
+#define SC__HIST_BUCKETS (16 + 32 * 8) /* 0–15 µs one each, then 8 per power of two */
+typedef struct sc__hist {
+    atomic_uint_fast64_t n[SC__HIST_BUCKETS];
+} sc__hist_t;
+/* Counts one value (µs; negative counts as 0). Any thread. */
+void sc__hist_add(sc__hist_t *h, int64_t us);
+/*
+ * New reference: {"count", "p50_ms", "p99_ms", "p999_ms" (a bucket's largest value; null
+ * when empty), "buckets": [[largest µs, count], …] (the non-empty ones, ascending)}.
+ */
+json_t *sc__hist_json(const sc__hist_t *h);
+
 /* ---- stats (ingest.c) ---- */
 typedef struct sc__stats {
     atomic_uint_fast64_t received, acked, duplicates, batches, batched_events, unreachable_peers;
@@ -268,6 +281,9 @@ typedef struct sc__stats {
      * ahead each time more events than ingest.busy wait for the journal, so that a burst
      * whose queue swings below the mark between batches stays one burst. */
     atomic_int_fast64_t busy_until_ms;
+    /* Each acked event, from its frame read off the socket to its ack handed to ZeroMQ; and
+     * each batch, from its statement sent to the journal's answer read. */
+    sc__hist_t in_daemon, journal;
 } sc__stats_t;
 extern sc__stats_t sc__stats;
 void sc__stats_head(int64_t id);

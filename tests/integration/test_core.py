@@ -54,6 +54,39 @@ def test_ack_after_commit_and_duplicates():
         assert stats["duplicates"] == 1 + len(range(0, 400, 7)), stats
 
 
+def test_stats_tell_how_long_events_waited_and_the_journal_took():
+    # An operator asking why acks are slow: the time each acked event spent in the daemon,
+    # and each batch in the database, as histograms a reader can subtract between replies.
+    with Daemon("latency") as d:
+        first = d.request({"cmd": "stats"})
+        before = first["latency"]
+        assert before["in_daemon"]["count"] == first["acked"], first
+        for i in range(20):
+            assert d.send("probe.event", {"n": i}, id="one-%d" % i)["ok"]
+        replies = d.send_many([d.envelope("probe.event", {"n": i}, id="many-%d" % i)
+                               for i in range(300)])
+        assert all(x["ok"] for x in replies)
+        refused = d.send("probe.event", {"n": "x"}, id="bad", occurred_at="yesterday")
+        assert not refused["ok"], refused
+        stats = d.request({"cmd": "stats"})
+        lat = stats["latency"]
+        # Acked events only, each once; one answer a batch.
+        assert stats["acked"] - first["acked"] == 320, stats
+        assert lat["in_daemon"]["count"] == stats["acked"], (lat["in_daemon"], stats)
+        assert lat["journal"]["count"] == stats["batches"], (lat["journal"], stats)
+        assert lat["journal"]["count"] > before["journal"]["count"], lat
+        for name in ("in_daemon", "journal"):
+            h = lat[name]
+            uppers = [b[0] for b in h["buckets"]]
+            assert uppers == sorted(set(uppers)), h
+            assert sum(b[1] for b in h["buckets"]) == h["count"], h
+            assert 0 < h["p50_ms"] <= h["p99_ms"] <= h["p999_ms"], h
+            # Nothing here takes a minute: the values are microseconds, reported in ms.
+            assert h["p999_ms"] < 60000, h
+        # An event waits in the daemon at least as long as the database took for it.
+        assert lat["in_daemon"]["p999_ms"] >= lat["journal"]["p50_ms"], lat
+
+
 
 def test_an_event_alone_is_journaled_as_the_function_would():
     # An event alone whose district the daemon knows goes through the one-event statement
