@@ -31,8 +31,7 @@ static uint64_t s_upper(size_t b)
 
 void sc__hist_add(sc__hist_t *h, int64_t us)
 {
-    atomic_fetch_add_explicit(&h->n[s_bucket(us > 0 ? (uint64_t)us : 0)], 1,
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->n[s_bucket(us > 0 ? (uint64_t)us : 0)], 1, memory_order_relaxed);
 }
 
 json_t *sc__hist_json(const sc__hist_t *h)
@@ -56,7 +55,8 @@ json_t *sc__hist_json(const sc__hist_t *h)
         seen += n[b];
         for (; qi < sizeof qs / sizeof *qs && (double)seen >= qs[qi].q * (double)count; qi++)
             json_object_set_new(out, qs[qi].key, json_real((double)s_upper(b) / 1000.0));
-        json_array_append_new(buckets, json_pack("[I, I]", (json_int_t)s_upper(b), (json_int_t)n[b]));
+        json_array_append_new(buckets,
+                              json_pack("[I, I]", (json_int_t)s_upper(b), (json_int_t)n[b]));
     }
     for (; qi < sizeof qs / sizeof *qs; qi++)
         json_object_set_new(out, qs[qi].key, json_null());
