@@ -7,7 +7,9 @@ $(BENCH_BIN): $(B)/bench/%: $(B)/obj/bench/%.o $(BENCH_COMMON_OBJ) $(B)/libsccom
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_LDFLAGS) -o $@ $(filter %.o,$^) $(filter %.a,$^) $(PKG_LIBS) -lpthread
 
-# refinsert journals an event alone with the daemon's own code.
+# refinsert journals an event alone with the daemon's own code; loadgen reads the daemon's
+# latency histograms as the daemon does.
 $(B)/bench/refinsert: $(B)/obj/daemon/journal.o
+$(B)/bench/loadgen: $(B)/obj/daemon/hist.o
 
 bench: $(BENCH_BIN)

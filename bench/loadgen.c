@@ -1,4 +1,5 @@
 /* bench/loadgen.c: drives safecampusd over ZeroMQ, watches plugin lag and checks the journal. */
+#include "../daemon/internal.h"
 #include "bench.h"
 
 #include <getopt.h>
@@ -900,8 +901,8 @@ static double s_stat(const json_t *stats, const char *key)
 
 /*
  * One of the daemon's latency histograms (stats.latency.<name>) over the step: the second
- * reply's buckets less the first's. {"count", "p50_ms", "p99_ms", "p999_ms"} (a bucket's
- * largest value), new reference; null when the daemon gave none.
+ * reply's buckets less the first's, as sc__hist_percentiles reads them (new reference); null
+ * when the daemon gave none.
  */
 static json_t *s_daemon_latency(const json_t *stats0, const json_t *stats1, const char *name)
 {
@@ -911,42 +912,26 @@ static json_t *s_daemon_latency(const json_t *stats0, const json_t *stats1, cons
         json_object_get(json_object_get(json_object_get(stats1, "latency"), name), "buckets");
     if (!json_is_array(b1))
         return json_null();
-    size_t n = json_array_size(b1), k = 0, i;
-    json_int_t *diff = calloc(n ? n : 1, sizeof *diff), count = 0;
-    if (!diff)
-        return json_null();
+    json_t *diff = json_array();
+    size_t i, k = 0;
+    const json_t *e1;
     /* Both lists ascend by bucket, and a bucket never empties: walk them side by side. */
-    for (i = 0; i < n; i++) {
-        json_int_t upper = json_integer_value(json_array_get(json_array_get(b1, i), 0));
-        diff[i] = json_integer_value(json_array_get(json_array_get(b1, i), 1));
+    json_array_foreach(b1, i, e1)
+    {
+        json_int_t upper = json_integer_value(json_array_get(e1, 0));
+        json_int_t n = json_integer_value(json_array_get(e1, 1));
         for (; k < json_array_size(b0); k++) {
-            const json_t *e = json_array_get(b0, k);
-            json_int_t u = json_integer_value(json_array_get(e, 0));
-            if (u > upper)
+            const json_t *e0 = json_array_get(b0, k);
+            if (json_integer_value(json_array_get(e0, 0)) > upper)
                 break;
-            if (u == upper)
-                diff[i] -= json_integer_value(json_array_get(e, 1));
+            if (json_integer_value(json_array_get(e0, 0)) == upper)
+                n -= json_integer_value(json_array_get(e0, 1));
         }
-        count += diff[i];
+        if (n > 0)
+            json_array_append_new(diff, json_pack("[I, I]", upper, n));
     }
-    json_t *out = json_pack("{s:I}", "count", count);
-    static const struct {
-        const char *key;
-        double q;
-    } qs[] = {{"p50_ms", 0.50}, {"p99_ms", 0.99}, {"p999_ms", 0.999}};
-    size_t qi = 0;
-    json_int_t seen = 0;
-    for (i = 0; i < n && count > 0; i++) {
-        seen += diff[i];
-        for (; qi < sizeof qs / sizeof *qs && (double)seen >= qs[qi].q * (double)count; qi++)
-            json_object_set_new(
-                out, qs[qi].key,
-                json_real((double)json_integer_value(json_array_get(json_array_get(b1, i), 0)) /
-                          1000.0));
-    }
-    for (; qi < sizeof qs / sizeof *qs; qi++)
-        json_object_set_new(out, qs[qi].key, json_null());
-    free(diff);
+    json_t *out = sc__hist_percentiles(diff);
+    json_decref(diff);
     return out;
 }
 

@@ -34,32 +34,40 @@ void sc__hist_add(sc__hist_t *h, int64_t us)
     atomic_fetch_add_explicit(&h->n[s_bucket(us > 0 ? (uint64_t)us : 0)], 1, memory_order_relaxed);
 }
 
-json_t *sc__hist_json(const sc__hist_t *h)
+json_t *sc__hist_percentiles(const json_t *buckets)
 {
-    uint64_t n[SC__HIST_BUCKETS], count = 0;
-    for (size_t b = 0; b < SC__HIST_BUCKETS; b++) {
-        n[b] = atomic_load_explicit(&h->n[b], memory_order_relaxed);
-        count += n[b];
-    }
     static const struct {
         const char *key;
         double q;
     } qs[] = {{"p50_ms", 0.50}, {"p99_ms", 0.99}, {"p999_ms", 0.999}};
-    json_t *out = json_pack("{s:I}", "count", (json_int_t)count);
-    json_t *buckets = json_array();
-    size_t qi = 0;
-    uint64_t seen = 0;
-    for (size_t b = 0; b < SC__HIST_BUCKETS; b++) {
-        if (!n[b])
-            continue;
-        seen += n[b];
-        for (; qi < sizeof qs / sizeof *qs && (double)seen >= qs[qi].q * (double)count; qi++)
-            json_object_set_new(out, qs[qi].key, json_real((double)s_upper(b) / 1000.0));
-        json_array_append_new(buckets,
-                              json_pack("[I, I]", (json_int_t)s_upper(b), (json_int_t)n[b]));
+    json_int_t count = 0, seen = 0;
+    size_t i, qi = 0;
+    const json_t *b;
+    json_array_foreach(buckets, i, b) count += json_integer_value(json_array_get(b, 1));
+    json_t *out = json_pack("{s:I}", "count", count);
+    json_array_foreach(buckets, i, b)
+    {
+        seen += json_integer_value(json_array_get(b, 1));
+        double ms = (double)json_integer_value(json_array_get(b, 0)) / 1000.0;
+        for (; qi < sizeof qs / sizeof *qs && count > 0 && (double)seen >= qs[qi].q * (double)count;
+             qi++)
+            json_object_set_new(out, qs[qi].key, json_real(ms));
     }
     for (; qi < sizeof qs / sizeof *qs; qi++)
         json_object_set_new(out, qs[qi].key, json_null());
+    return out;
+}
+
+json_t *sc__hist_json(const sc__hist_t *h)
+{
+    json_t *buckets = json_array();
+    for (size_t b = 0; b < SC__HIST_BUCKETS; b++) {
+        uint64_t n = atomic_load_explicit(&h->n[b], memory_order_relaxed);
+        if (n)
+            json_array_append_new(buckets,
+                                  json_pack("[I, I]", (json_int_t)s_upper(b), (json_int_t)n));
+    }
+    json_t *out = sc__hist_percentiles(buckets);
     json_object_set_new(out, "buckets", buckets);
     return out;
 }

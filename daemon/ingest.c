@@ -418,12 +418,12 @@ static int s_journal_send(s_journal_t *j, s_flight_t *f)
     }
     if (f->directory)
         sc__directory_sending();
+    f->sent_us = sc__mono_us();
     int rc = j->conn ? sc__journal_send(j->conn, f->parts, nparts, &f->sent, !f->directory, err,
                                         sizeof err)
                      : -EAGAIN;
     if (rc < 0 && j->conn)
         s_journal_failed(j, rc, err);
-    f->sent_us = sc__mono_us();
     return rc;
 }
 

@@ -270,6 +270,12 @@ void sc__hist_add(sc__hist_t *h, int64_t us);
  * when empty), "buckets": [[largest µs, count], …] (the non-empty ones, ascending)}.
  */
 json_t *sc__hist_json(const sc__hist_t *h);
+/*
+ * New reference: {"count", "p50_ms", "p99_ms", "p999_ms"} of buckets given as above ([[largest
+ * µs, count], …], ascending), as sc__hist_json reports them. The bench calls it on the
+ * difference of two replies.
+ */
+json_t *sc__hist_percentiles(const json_t *buckets);
 
 /* ---- stats (ingest.c) ---- */
 typedef struct sc__stats {
