@@ -129,14 +129,31 @@ static int s_kv(json_t *obj, const char *arg)
     return 0;
 }
 
+/*
+ * status, plugins, stats. A person reading `stats` wants the latency percentiles, not the
+ * histograms' buckets (a few hundred lines): those are for programs subtracting two replies,
+ * and stay with --buckets.
+ */
 static int s_simple(const char *cmd, int argc, char **argv)
 {
-    if (argc > 1 && strcmp(argv[1], "--help") == 0) {
-        printf("usage: safecampusctl %s\n", cmd);
-        return 0;
+    bool stats = strcmp(cmd, "stats") == 0, buckets = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0) {
+            printf("usage: safecampusctl %s%s\n", cmd, stats ? " [--buckets]" : "");
+            return 0;
+        }
+        if (stats && strcmp(argv[i], "--buckets") == 0)
+            buckets = true;
+        else
+            return s_die(2, "%s: unknown argument \"%s\" (try --help)", cmd, argv[i]);
     }
     json_t *req = json_pack("{s:s}", "cmd", cmd);
-    int rc = s_print(sc__ctl_request(req, s_opt.timeout_ms), true);
+    json_t *reply = sc__ctl_request(req, s_opt.timeout_ms);
+    const char *name;
+    json_t *h;
+    json_object_foreach(stats && !buckets ? json_object_get(reply, "latency") : NULL, name, h)
+        json_object_del(h, "buckets");
+    int rc = s_print(reply, true);
     json_decref(req);
     return rc;
 }
@@ -242,7 +259,8 @@ int main(int argc, char **argv)
                "  send TYPE key=value …  one event (or: send --file F | send -  JSON lines)\n"
                "  status                 the daemon, its clock and database\n"
                "  plugins                each plugin: cursor, lag, handled, retried, dead letters\n"
-               "  stats                  events received, acked, duplicates, refused by code\n"
+               "  stats                  events received, acked, duplicates, refused by code;\n"
+               "                         latency in the daemon and the journal\n"
                "  query PLUGIN WHAT [k=v …]  ask a plugin (open hazards, a day's absences …)\n"
                "  tail [PREFIX …]        published events as JSON lines\n"
                "  clock set|advance …    move the manual clock\n"

@@ -875,6 +875,15 @@ def test_safecampusctl_speaks_for_the_daemon():
         assert r.returncode == 1 and len(out) == 51 and sum(1 for o in out if o["ok"]) == 50, r
         r = d.ctl("plugins")
         assert json.loads(r.stdout)["plugins"][0]["name"] == "probe"
+        # Latency for a person: percentiles, without the histograms' buckets unless asked.
+        r = d.ctl("stats")
+        lat = json.loads(r.stdout)["latency"]
+        assert r.returncode == 0 and lat["in_daemon"]["count"] >= 51, r
+        assert "buckets" not in lat["in_daemon"] and lat["journal"]["p99_ms"] > 0, lat
+        r = d.ctl("stats", "--buckets")
+        assert json.loads(r.stdout)["latency"]["journal"]["buckets"], r
+        r = d.ctl("stats", "--bucket")
+        assert r.returncode == 2 and "--bucket" in r.stderr, r
         r = d.ctl("clock", "advance", "1h")
         assert r.returncode == 0 and json.loads(r.stdout)["now"] == "2026-06-15T00:00:00Z", r
         # The advance answered after every plugin caught up: all 51 accepted events handled.
