@@ -522,7 +522,15 @@ int main(int argc, char **argv)
            s_fmt(a, sizeof a, "%.3f ms", p99), S_TARGET_P99_MS,
            p99 >= 0 && p99 <= S_TARGET_P99_MS ? "met" : "MISSED");
     snprintf(k, sizeof k, "%s", bounded ? "bounded" : "GROWS");
-    snprintf(m, sizeof m, "(worst %s %+.0f/s of %.0f/s offered)", hby, hslope, offered);
+    /* Where intake itself could not keep up, the machine was out of room for everything: say
+     * so beside the plugins' figure, which then follows from it. */
+    double half_acked = s_num(half, "acked_per_s");
+    if (half && half_acked >= 0 && half_acked < (1 - S_GROWTH_SHARE) * offered)
+        snprintf(m, sizeof m,
+                 "(worst %s %+.0f/s of %.0f/s offered; intake itself behind: %.0f/s acked)", hby,
+                 hslope, offered, half_acked);
+    else
+        snprintf(m, sizeof m, "(worst %s %+.0f/s of %.0f/s offered)", hby, hslope, offered);
     printf("  at 50 %% of max ingest: plugin lag                           %10s   bounded  "
            "%s %s\n",
            k, bounded ? "met" : "MISSED", m);
