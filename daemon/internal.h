@@ -258,6 +258,21 @@ int64_t sc__mono_ms(void);
 /* The same in microseconds. */
 int64_t sc__mono_us(void);
 
+/* ---- a runner's wait (runner.c) ---- */
+/* What a runner's loop knows at its top, for how long it may sleep. */
+typedef struct sc__runner_wait {
+    bool connected; /* its connection is up */
+    bool more;      /* its last batch was full, or the journal went on past its window */
+    bool woken;     /* events of its types were journaled since its last batch */
+    bool holding;   /* it holds a batch back for a busy intake */
+    int64_t reconnect_at_ms, retry_at_ms, pace_until_ms; /* monotonic ms */
+} sc__runner_wait_t;
+/*
+ * Milliseconds the loop may sleep before it has work: 0 at once, -1 until woken (or its tick:
+ * the tick, and a holding runner's look every 20 ms, are the caller's). Any thread; pure.
+ */
+long sc__runner_wait_ms(const sc__runner_wait_t *w, int64_t now_ms);
+
 /* ---- latency histograms (hist.c) ---- */
 #define SC__HIST_BUCKETS (16 + 32 * 8) /* 0–15 µs one each, then 8 per power of two */
 typedef struct sc__hist {

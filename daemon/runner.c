@@ -997,6 +997,29 @@ static bool s_command(sc__runner_t *r)
     return go_on;
 }
 
+/* Until `at`, 0 once it is past (never -1, which would mean "until woken"). */
+static long s_until(int64_t at, int64_t now_ms)
+{
+    return at > now_ms ? (long)(at - now_ms) : 0;
+}
+
+long sc__runner_wait_ms(const sc__runner_wait_t *w, int64_t now_ms)
+{
+    if (!w->connected)
+        return s_until(w->reconnect_at_ms, now_ms);
+    if (w->retry_at_ms > now_ms)
+        return s_until(w->retry_at_ms, now_ms);
+    if (w->more && !w->holding)
+        return 0;
+    /* Woken: once its pace is out, at once when it already is. A wake-up read while the pace
+     * ran, whose pace then ran out before the loop came round (a tick, a query, or the poll
+     * coming back a hair early), had left the runner asleep until its next tick: a second of
+     * events behind with the CPU idle. */
+    if (w->woken && !w->holding)
+        return s_until(w->pace_until_ms, now_ms);
+    return -1;
+}
+
 static void *s_main(void *arg)
 {
     sc__runner_t *r = arg;
@@ -1032,15 +1055,15 @@ static void *s_main(void *arg)
 
     for (;;) {
         int64_t now_ms = sc__mono_ms();
-        long timeout = -1;
-        if (!r->conn)
-            timeout = (long)(r->reconnect_at_ms - now_ms);
-        else if (r->retry_at_ms > now_ms)
-            timeout = (long)(r->retry_at_ms - now_ms);
-        else if (r->more && !r->holding)
-            timeout = 0;
-        else if (r->woken && r->pace_until_ms > now_ms)
-            timeout = (long)(r->pace_until_ms - now_ms);
+        long timeout =
+            sc__runner_wait_ms(&(sc__runner_wait_t){.connected = r->conn != NULL,
+                                                    .more = r->more,
+                                                    .woken = r->woken,
+                                                    .holding = r->holding,
+                                                    .reconnect_at_ms = r->reconnect_at_ms,
+                                                    .retry_at_ms = r->retry_at_ms,
+                                                    .pace_until_ms = r->pace_until_ms},
+                               now_ms);
         if (!manual && r->conn) {
             int64_t due = r->last_tick_ms + interval_ms;
             sc_time_t wall = sc__clock_now();
@@ -1055,8 +1078,6 @@ static void *s_main(void *arg)
             if (timeout < 0 || t < timeout)
                 timeout = t;
         }
-        if (timeout < 0 && timeout != -1)
-            timeout = 0;
         if (r->holding && (timeout < 0 || timeout > 20))
             timeout = 20; /* look again soon: intake may have slackened */
         zmq_pollitem_t pi[2] = {{r->pipe, 0, ZMQ_POLLIN, 0}, {NULL, r->wake_fd, ZMQ_POLLIN, 0}};
