@@ -203,9 +203,30 @@ void sc__tail_append(const sc__jentry_t *e, size_t n)
     free(made);
 }
 
+/*
+ * A take looks at this many ids at most with the lock held, then lets intake append (its
+ * batch's acks wait on the lock) before it goes on. A plugin with few events of its own, or
+ * the `plugins` reply's lag for an idle one, looks through tens of thousands of ids: 5–22 ms
+ * with the lock held at a burst, a stall of intake every time a monitor asked.
+ */
+#define S_HOLD_IDS 1024
+#define S_PREFIX_LENS 16 /* prefix lengths measured once a take; more are measured per id */
+
+/* Whether type starts with one of prefixes (len: the first lengths, n of them known). */
+static bool s_matches(const char *type, const char *const *prefixes, const size_t *len, size_t n)
+{
+    for (size_t i = 0; prefixes && prefixes[i]; i++)
+        if (strncmp(type, prefixes[i], i < n ? len[i] : strlen(prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
 int sc__tail_take(int64_t after, const char *const *prefixes, size_t max, size_t scan,
                   sc__tev_t **out, int64_t *upto, int64_t *lo)
 {
+    size_t len[S_PREFIX_LENS], nlen = 0;
+    for (; prefixes && prefixes[nlen] && nlen < S_PREFIX_LENS; nlen++)
+        len[nlen] = strlen(prefixes[nlen]);
     int n = 0;
     pthread_mutex_lock(&s_tail.lock);
     *lo = s_tail.lo <= s_tail.hi ? s_tail.lo : INT64_MAX;
@@ -225,20 +246,24 @@ int sc__tail_take(int64_t after, const char *const *prefixes, size_t max, size_t
     int64_t end = s_tail.hi;
     if (scan && end > after + (int64_t)scan)
         end = after + (int64_t)scan;
-    for (; id <= end && (size_t)n < max; id++) {
+    for (int64_t held = 0; id <= end && (size_t)n < max; id++) {
+        if (++held == S_HOLD_IDS) {
+            pthread_mutex_unlock(&s_tail.lock);
+            pthread_mutex_lock(&s_tail.lock);
+            held = 0;
+            if (id < s_tail.lo) { /* dropped meanwhile (a burst went round the tail) */
+                end = id - 1;     /* the next take reads from the database */
+                break;
+            }
+        }
         sc__tev_t *t = s_tail.slot[(size_t)id % s_tail.cap];
         if (t == S_UNKNOWN) {
             end = id - 1; /* the next take reads these from the database */
             break;
         }
-        if (!t)
-            continue;
-        for (const char *const *p = prefixes; p && *p; p++) {
-            if (strncmp(t->ev.type, *p, strlen(*p)) == 0) {
-                atomic_fetch_add(&t->refs, 1);
-                out[n++] = t;
-                break;
-            }
+        if (t && s_matches(t->ev.type, prefixes, len, nlen)) {
+            atomic_fetch_add(&t->refs, 1);
+            out[n++] = t;
         }
     }
     *upto = n > 0 && (size_t)n == max ? out[n - 1]->ev.id : end;

@@ -242,6 +242,106 @@ static void test_off_when_sized_zero(void **state)
     assert_int_equal(s_take(0, s_all, S_MAX, ids, &upto, &lo), -1);
 }
 
+/* Ids 1..n of types[i % ntypes], in batches of S_MAX. */
+static void s_append_many(int64_t n, const char *const *types, size_t ntypes)
+{
+    for (int64_t first = 1; first <= n; first += S_MAX) {
+        const char *batch[S_MAX + 1];
+        size_t k = 0;
+        for (; k < S_MAX && first + (int64_t)k <= n; k++)
+            batch[k] = types[(size_t)(first + (int64_t)k) % ntypes];
+        batch[k] = NULL;
+        s_append(first, batch, NULL);
+    }
+}
+
+static void test_a_long_look_finds_what_lies_far_and_past_many_prefixes(void **state)
+{
+    (void)state;
+    sc__tail_free();
+    sc__tail_init(8192);
+    /* 5 000 ids of other types, then one of the plugin's: the look goes past several points
+     * where it lets intake in, and the type matches the last of 20 prefixes. */
+    s_append_many(5000, (const char *const[]){"gate.entry"}, 1);
+    s_append(5001, (const char *[]){"zz.own", NULL}, NULL);
+    const char *prefixes[21];
+    char names[20][8];
+    for (int i = 0; i < 19; i++) {
+        snprintf(names[i], sizeof names[i], "p%02d.", i);
+        prefixes[i] = names[i];
+    }
+    prefixes[19] = "zz.";
+    prefixes[20] = NULL;
+    sc__tev_t *t[4];
+    int64_t upto, lo;
+    int n = sc__tail_take(0, prefixes, 4, 8000, t, &upto, &lo);
+    assert_int_equal(n, 1);
+    const char *data;
+    size_t len;
+    assert_int_equal(sc__tev_event(t[0], &data, &len)->id, 5001);
+    assert_int_equal(upto, 5001);
+    sc__tev_release(t[0]);
+    /* A shorter look stops where it was told, having found nothing of its own. */
+    assert_int_equal(sc__tail_take(0, prefixes, 4, 3000, t, &upto, &lo), 0);
+    assert_int_equal(upto, 3000);
+}
+
+/* Appends gate and health events one batch after another until told to stop. */
+static atomic_bool s_stop;
+static void *s_appender(void *arg)
+{
+    (void)arg;
+    static const char *const types[] = {"gate.entry", "health.absence"};
+    for (int64_t first = 1; !atomic_load(&s_stop); first += S_MAX) {
+        const char *batch[S_MAX + 1];
+        for (size_t k = 0; k < S_MAX; k++)
+            batch[k] = types[(size_t)(first + (int64_t)k) % 2];
+        batch[S_MAX] = NULL;
+        s_append(first, batch, NULL);
+    }
+    return NULL;
+}
+
+static void test_a_look_shares_the_tail_with_intake(void **state)
+{
+    (void)state;
+    sc__tail_free();
+    sc__tail_init(2048);
+    atomic_store(&s_stop, false);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, s_appender, NULL), 0);
+    /* Long looks while the tail goes round under them: what is taken is always of the
+     * prefix, in order, after the cursor; what was dropped meanwhile is left to the
+     * database (a look that ends early), never handed out. */
+    int64_t after = 0, taken = 0;
+    for (int round = 0; round < 20000 && taken < 50000; round++) {
+        sc__tev_t *t[S_MAX];
+        int64_t upto, lo;
+        int n = sc__tail_take(after, s_gate, S_MAX, 2048, t, &upto, &lo);
+        if (n < 0) { /* behind the tail: as a runner would after its database read */
+            after = lo == INT64_MAX ? after : lo - 1;
+            continue;
+        }
+        int64_t prev = after;
+        for (int i = 0; i < n; i++) {
+            const char *data;
+            size_t len;
+            const sc_event_t *ev = sc__tev_event(t[i], &data, &len);
+            assert_true(ev->id > prev);
+            assert_int_equal(strncmp(ev->type, "gate.", 5), 0);
+            assert_int_equal(ev->id % 2, 0);
+            prev = ev->id;
+            sc__tev_release(t[i]);
+        }
+        assert_true(upto >= prev);
+        taken += n;
+        after = upto;
+    }
+    atomic_store(&s_stop, true);
+    pthread_join(th, NULL);
+    assert_true(taken > 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -258,6 +358,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_keeps_the_newest_and_outlives_its_readers, s_setup,
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_off_when_sized_zero, s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_a_long_look_finds_what_lies_far_and_past_many_prefixes,
+                                        s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_a_look_shares_the_tail_with_intake, s_setup,
+                                        s_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
