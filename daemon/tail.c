@@ -35,12 +35,16 @@ struct sc__tev {
 static sc__tev_t s_unknown_slot;
 #define S_UNKNOWN (&s_unknown_slot)
 
+/*
+ * Appends write under the lock, takes read under it. Writers come first: a take that lets go
+ * of it halfway (S_HOLD_IDS) cannot take it straight back while intake waits to append.
+ */
 static struct {
-    pthread_mutex_t lock;
+    pthread_rwlock_t lock;
     sc__tev_t **slot; /* slot[id % cap]; NULL for a number no event has, or S_UNKNOWN */
     size_t cap;
     int64_t lo, hi; /* ids known; empty when hi < lo */
-} s_tail = {.lock = PTHREAD_MUTEX_INITIALIZER};
+} s_tail = {.lock = PTHREAD_RWLOCK_WRITER_NONRECURSIVE_INITIALIZER_NP};
 
 void sc__tail_init(size_t cap)
 {
@@ -93,7 +97,7 @@ static void s_fill(int64_t first, sc__tev_t **made, size_t k)
 
 void sc__tail_free(void)
 {
-    pthread_mutex_lock(&s_tail.lock);
+    pthread_rwlock_wrlock(&s_tail.lock);
     for (int64_t id = s_tail.lo; s_tail.cap && id <= s_tail.hi; id++)
         s_drop(id);
     free(s_tail.slot);
@@ -101,7 +105,7 @@ void sc__tail_free(void)
     s_tail.cap = 0;
     s_tail.lo = 1;
     s_tail.hi = 0;
-    pthread_mutex_unlock(&s_tail.lock);
+    pthread_rwlock_unlock(&s_tail.lock);
 }
 
 /* One allocation holding the event and its strings. */
@@ -185,7 +189,7 @@ void sc__tail_append(const sc__jentry_t *e, size_t n)
     if (!made)
         return;
 
-    pthread_mutex_lock(&s_tail.lock);
+    pthread_rwlock_wrlock(&s_tail.lock);
     int64_t from = first + (int64_t)skip;
     if (from <= s_tail.hi) {
         /* Committed before what the tail holds, handed over after it (a runner's emitted
@@ -199,7 +203,7 @@ void sc__tail_append(const sc__jentry_t *e, size_t n)
         for (size_t i = 0; i < k; i++)
             s_push(made[i]);
     }
-    pthread_mutex_unlock(&s_tail.lock);
+    pthread_rwlock_unlock(&s_tail.lock);
     free(made);
 }
 
@@ -228,10 +232,10 @@ int sc__tail_take(int64_t after, const char *const *prefixes, size_t max, size_t
     for (; prefixes && prefixes[nlen] && nlen < S_PREFIX_LENS; nlen++)
         len[nlen] = strlen(prefixes[nlen]);
     int n = 0;
-    pthread_mutex_lock(&s_tail.lock);
+    pthread_rwlock_rdlock(&s_tail.lock);
     *lo = s_tail.lo <= s_tail.hi ? s_tail.lo : INT64_MAX;
     if (!s_tail.cap || after < s_tail.lo - 1 || after >= s_tail.hi) {
-        pthread_mutex_unlock(&s_tail.lock);
+        pthread_rwlock_unlock(&s_tail.lock);
         return -1;
     }
     int64_t id = after + 1;
@@ -240,7 +244,7 @@ int sc__tail_take(int64_t after, const char *const *prefixes, size_t max, size_t
         while (id <= s_tail.hi && s_tail.slot[(size_t)id % s_tail.cap] == S_UNKNOWN)
             id++;
         *lo = id;
-        pthread_mutex_unlock(&s_tail.lock);
+        pthread_rwlock_unlock(&s_tail.lock);
         return -1;
     }
     int64_t end = s_tail.hi;
@@ -248,8 +252,8 @@ int sc__tail_take(int64_t after, const char *const *prefixes, size_t max, size_t
         end = after + (int64_t)scan;
     for (int64_t held = 0; id <= end && (size_t)n < max; id++) {
         if (++held == S_HOLD_IDS) {
-            pthread_mutex_unlock(&s_tail.lock);
-            pthread_mutex_lock(&s_tail.lock);
+            pthread_rwlock_unlock(&s_tail.lock);
+            pthread_rwlock_rdlock(&s_tail.lock);
             held = 0;
             if (id < s_tail.lo) { /* dropped meanwhile (a burst went round the tail) */
                 end = id - 1;     /* the next take reads from the database */
@@ -267,7 +271,7 @@ int sc__tail_take(int64_t after, const char *const *prefixes, size_t max, size_t
         }
     }
     *upto = n > 0 && (size_t)n == max ? out[n - 1]->ev.id : end;
-    pthread_mutex_unlock(&s_tail.lock);
+    pthread_rwlock_unlock(&s_tail.lock);
     return n;
 }
 
