@@ -242,7 +242,8 @@ void sc__tail_append(const sc__jentry_t *e, size_t n);
  * Up to `max` events after `after` whose type starts with one of `prefixes`, looking at
  * no more than `scan` ids; each taken event must be released. *upto: the last id the take
  * covered. Returns -1 when the tail does not hold the id after `after`; *lo is then where
- * it starts (INT64_MAX when empty), so a database read can stop before it.
+ * it starts (INT64_MAX when empty), so a database read can stop before it. Any thread; a
+ * long look lets appends in as it goes, and ends early where the tail went round meanwhile.
  */
 int sc__tail_take(int64_t after, const char *const *prefixes, size_t max, size_t scan,
                   sc__tev_t **out, int64_t *upto, int64_t *lo);
@@ -299,8 +300,8 @@ typedef struct sc__stats {
     atomic_int_fast64_t head; /* highest journal number committed by this daemon */
     atomic_bool db_up;
     /* Until then (monotonic ms) intake counts as busy and plugins yield to it: set a little
-     * ahead each time more events than ingest.busy wait for the journal, so that a burst
-     * whose queue swings below the mark between batches stays one burst. */
+     * ahead each time senders are seen queueing in front of intake (see ingest.c), so that a
+     * burst that slackens between turns stays one burst. */
     atomic_int_fast64_t busy_until_ms;
     /* Each acked event, from its frame read off the socket to its ack handed to ZeroMQ; and
      * each batch, from its statement sent to the journal's answer read. */

@@ -1281,7 +1281,8 @@ void sc__runners_stop(sc__daemon_t *d)
  * tail shows come before its next own event. It is not behind for those: given nothing, a
  * runner is not woken, and moves its cursor over them at its next tick or batch, for nothing.
  * Numbers the tail cannot place (drawn elsewhere, or before it starts) count, and the look goes
- * on after them. Bounded like a runner's own takes: it holds the lock intake appends under.
+ * on after them. Bounded like a runner's own takes (at most eight windows), which let intake
+ * append as they go.
  */
 static int64_t s_lag(const sc__runner_t *r, int64_t cursor, int64_t head)
 {
