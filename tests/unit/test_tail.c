@@ -242,10 +242,10 @@ static void test_off_when_sized_zero(void **state)
     assert_int_equal(s_take(0, s_all, S_MAX, ids, &upto, &lo), -1);
 }
 
-/* Ids 1..n of types[i % ntypes], in batches of S_MAX. */
-static void s_append_many(int64_t n, const char *const *types, size_t ntypes)
+/* Ids from..to of types[id % ntypes], in batches of S_MAX. */
+static void s_append_many(int64_t from, int64_t n, const char *const *types, size_t ntypes)
 {
-    for (int64_t first = 1; first <= n; first += S_MAX) {
+    for (int64_t first = from; first <= n; first += S_MAX) {
         const char *batch[S_MAX + 1];
         size_t k = 0;
         for (; k < S_MAX && first + (int64_t)k <= n; k++)
@@ -262,7 +262,7 @@ static void test_a_long_look_finds_what_lies_far_and_past_many_prefixes(void **s
     sc__tail_init(8192);
     /* 5 000 ids of other types, then one of the plugin's: the look goes past several points
      * where it lets intake in, and the type matches the last of 20 prefixes. */
-    s_append_many(5000, (const char *const[]){"gate.entry"}, 1);
+    s_append_many(1, 5000, (const char *const[]){"gate.entry"}, 1);
     s_append(5001, (const char *[]){"zz.own", NULL}, NULL);
     const char *prefixes[21];
     char names[20][8];
@@ -284,6 +284,59 @@ static void test_a_long_look_finds_what_lies_far_and_past_many_prefixes(void **s
     /* A shorter look stops where it was told, having found nothing of its own. */
     assert_int_equal(sc__tail_take(0, prefixes, 4, 3000, t, &upto, &lo), 0);
     assert_int_equal(upto, 3000);
+}
+
+/*
+ * The test is linked with --wrap=pthread_rwlock_rdlock: when s_burst_at_lock counts down
+ * to zero at a read-lock, a burst of S_BURST ids is appended just before it is taken, as
+ * intake would while a long look has let go of the lock.
+ */
+#define S_BURST 2048
+static int s_burst_at_lock;
+static int64_t s_burst_from;
+
+int __real_pthread_rwlock_rdlock(pthread_rwlock_t *lock);
+int __wrap_pthread_rwlock_rdlock(pthread_rwlock_t *lock);
+int __wrap_pthread_rwlock_rdlock(pthread_rwlock_t *lock)
+{
+    if (s_burst_at_lock > 0 && --s_burst_at_lock == 0)
+        s_append_many(s_burst_from, s_burst_from + S_BURST - 1,
+                      (const char *const[]){"health.absence", "gate.entry"}, 2);
+    return __real_pthread_rwlock_rdlock(lock);
+}
+
+static void test_a_look_the_tail_went_round_ends_where_it_was_dropped(void **state)
+{
+    (void)state;
+    sc__tail_free();
+    sc__tail_init(S_BURST);
+    /* Ids 1..2048, the plugin's own at 100 and 1500; the look lets go of the lock before id
+     * 1024 and a burst of 2 048 (gate events at every even id) drops everything it held. */
+    for (int64_t first = 1; first <= S_BURST; first += S_MAX) {
+        const char *batch[S_MAX + 1];
+        for (int64_t k = 0; k < S_MAX; k++) {
+            int64_t id = first + k;
+            batch[k] = id == 100 || id == 1500 ? "gate.entry" : "health.absence";
+        }
+        batch[S_MAX] = NULL;
+        s_append(first, batch, NULL);
+    }
+    s_burst_at_lock = 2;
+    s_burst_from = S_BURST + 1;
+    sc__tev_t *t[S_MAX];
+    int64_t upto, lo;
+    /* What it found before, and no further: the slots past it hold the burst's events now
+     * (id 1500's slot the gate event 3548), which the look must not hand out. */
+    assert_int_equal(sc__tail_take(0, s_gate, S_MAX, 0, t, &upto, &lo), 1);
+    assert_int_equal(s_burst_at_lock, 0);
+    const char *data;
+    size_t len;
+    assert_int_equal(sc__tev_event(t[0], &data, &len)->id, 100);
+    sc__tev_release(t[0]);
+    assert_int_equal(upto, 1023);
+    /* The next take is left to the database up to the tail's new start. */
+    assert_int_equal(sc__tail_take(upto, s_gate, S_MAX, 0, t, &upto, &lo), -1);
+    assert_int_equal(lo, S_BURST + 1);
 }
 
 /* Appends gate and health events one batch after another until told to stop. */
@@ -359,6 +412,8 @@ int main(void)
                                         s_teardown),
         cmocka_unit_test_setup_teardown(test_off_when_sized_zero, s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_a_long_look_finds_what_lies_far_and_past_many_prefixes,
+                                        s_setup, s_teardown),
+        cmocka_unit_test_setup_teardown(test_a_look_the_tail_went_round_ends_where_it_was_dropped,
                                         s_setup, s_teardown),
         cmocka_unit_test_setup_teardown(test_a_look_shares_the_tail_with_intake, s_setup,
                                         s_teardown),
