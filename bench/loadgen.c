@@ -34,6 +34,9 @@ static const char *s_usage =
     "  --windows LIST   closed loop: events in flight per client (default 1,64,256,1024)\n"
     "  --open LIST      open loop: arrival rates in %% of the best closed-loop rate (25,50,80;\n"
     "                   none: no open-loop steps)\n"
+    "  --calm RATE      after w1k1, one client sending RATE events/s in open loop (default 100,\n"
+    "                   a district's ordinary morning; 0: none), beside one-row commits at\n"
+    "                   the same pace\n"
     "  --catchup S      longest wait for the plugins after a step (default 60)\n"
     "  --tag CODE       prefix of event ids (default: random)\n"
     "  --refinsert PATH run PATH --batched-only for 1 s right before and right after the\n"
@@ -46,6 +49,7 @@ typedef struct s_opts {
     pid_t daemon; /* from the control socket's status: whose threads cpu.c counts */
     int windows[S_MAX_LIST], nwindows;
     int open_pct[S_MAX_LIST], nopen;
+    double calm; /* events/s of the calm step; 0: none */
     char tag[24];
 } s_opts_t;
 
@@ -803,11 +807,12 @@ static json_t *s_lag_summary(json_t *samples, double from, double to)
 }
 
 /*
- * One-row INSERTs, each its own synchronous commit, into a scratch table, right
- * beside the one-in-flight step: the commit floor of the latency ratio, taken
+ * One-row INSERTs for `seconds`, each its own synchronous commit, into a scratch
+ * table, right beside a latency step: the commit floor of the latency ratio, taken
  * minutes apart from nothing (disk flush times drift a lot on shared machines).
+ * Back to back, or one each pace_ns (the calm step's floor).
  */
-static int s_commit_probe(PGconn *db, double seconds, bench_lat_t *lat)
+static int s_commit_probe(PGconn *db, double seconds, int64_t pace_ns, bench_lat_t *lat)
 {
     PGresult *res = PQexec(db, "SET client_min_messages = warning;"
                                " CREATE TABLE IF NOT EXISTS bench_commit_probe"
@@ -819,8 +824,10 @@ static int s_commit_probe(PGconn *db, double seconds, bench_lat_t *lat)
     bench_event_make(&ev, "bench-commit", "commit", 0, 1, bench_wall_us());
     snprintf(data, sizeof data, "%.*s", (int)ev.data_len, ev.data);
     const char *p[1] = {data};
-    int64_t end = bench_mono_ns() + (int64_t)(seconds * 1e9);
+    int64_t next = bench_mono_ns(), end = next + (int64_t)(seconds * 1e9);
     for (int i = 0; rc == 0 && i < 5000 && bench_mono_ns() < end; i++) {
+        s_sleep_until(next);
+        next += pace_ns;
         int64_t t0 = bench_mono_ns();
         res = PQexecParams(db, "INSERT INTO bench_commit_probe (at, data) VALUES (now(), $1)", 1,
                            NULL, p, NULL, NULL, 0);
@@ -1113,15 +1120,22 @@ static int s_list(const char *s, int *out, int max)
 
 static int s_parse_opts(int argc, char **argv, s_opts_t *o)
 {
-    static const struct option longopts[] = {
-        {"ingest", required_argument, NULL, 'i'},   {"control", required_argument, NULL, 'c'},
-        {"conninfo", required_argument, NULL, 'd'}, {"out", required_argument, NULL, 'o'},
-        {"seconds", required_argument, NULL, 's'},  {"warmup", required_argument, NULL, 'w'},
-        {"clients", required_argument, NULL, 'k'},  {"windows", required_argument, NULL, 'W'},
-        {"open", required_argument, NULL, 'O'},     {"catchup", required_argument, NULL, 'C'},
-        {"tag", required_argument, NULL, 't'},      {"refinsert", required_argument, NULL, 'R'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
-    *o = (s_opts_t){.seconds = 5, .warmup = 1, .catchup = 60, .clients = 4};
+    static const struct option longopts[] = {{"ingest", required_argument, NULL, 'i'},
+                                             {"control", required_argument, NULL, 'c'},
+                                             {"conninfo", required_argument, NULL, 'd'},
+                                             {"out", required_argument, NULL, 'o'},
+                                             {"seconds", required_argument, NULL, 's'},
+                                             {"warmup", required_argument, NULL, 'w'},
+                                             {"clients", required_argument, NULL, 'k'},
+                                             {"windows", required_argument, NULL, 'W'},
+                                             {"open", required_argument, NULL, 'O'},
+                                             {"catchup", required_argument, NULL, 'C'},
+                                             {"tag", required_argument, NULL, 't'},
+                                             {"refinsert", required_argument, NULL, 'R'},
+                                             {"calm", required_argument, NULL, 'Q'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
+    *o = (s_opts_t){.seconds = 5, .warmup = 1, .catchup = 60, .clients = 4, .calm = 100};
     o->nwindows = s_list("1,64,256,1024", o->windows, S_MAX_LIST);
     o->nopen = s_list("25,50,80", o->open_pct, S_MAX_LIST);
     snprintf(o->tag, sizeof o->tag, "r%06x",
@@ -1158,6 +1172,11 @@ static int s_parse_opts(int argc, char **argv, s_opts_t *o)
             break;
         case 'R':
             o->refinsert = optarg;
+            break;
+        case 'Q':
+            o->calm = atof(optarg);
+            if (o->calm < 0 || o->calm > 100000)
+                return -EINVAL;
             break;
         case 'W':
             if ((o->nwindows = s_list(optarg, o->windows, S_MAX_LIST)) < 0)
@@ -1282,12 +1301,28 @@ int main(int argc, char **argv)
     s_step_t latency = {.name = "w1k1", .clients = 1, .window = 1};
     bench_lat_t commits = {0};
     bool pass;
-    s_commit_probe(db, 1, &commits);
+    s_commit_probe(db, 1, 0, &commits);
     json_array_append_new(steps, s_run_step(&o, db, &latency, &pass));
-    s_commit_probe(db, 1, &commits);
+    s_commit_probe(db, 1, 0, &commits);
     json_t *commit = bench_lat_summary(&commits);
     bench_lat_free(&commits);
     all_pass &= pass;
+    /* A district's ordinary traffic: each event finds the daemon and the database idle,
+     * which the closed loop never does; the commits beside it come at the same pace. */
+    json_t *calm_commit = NULL;
+    if (o.calm > 0) {
+        s_step_t st = {.clients = 1, .rate = o.calm};
+        snprintf(st.name, sizeof st.name, "c%.0f", o.calm);
+        int64_t pace = (int64_t)(1e9 / o.calm);
+        s_commit_probe(db, 1, pace, &commits);
+        json_t *s = s_run_step(&o, db, &st, &pass);
+        s_commit_probe(db, 1, pace, &commits);
+        json_object_set_new(s, "calm", json_true());
+        calm_commit = bench_lat_summary(&commits);
+        bench_lat_free(&commits);
+        all_pass &= pass;
+        json_array_append_new(steps, s);
+    }
     int widest = 0;
     for (int i = 1; i < o.nwindows; i++)
         if (o.windows[i] > o.windows[widest])
@@ -1317,11 +1352,12 @@ int main(int argc, char **argv)
         json_array_append_new(steps, s);
     }
     char now[SC_TIME_LEN];
-    result = json_pack("{s:s, s:s, s:f, s:f, s:i, s:o, s:o, s:i, s:f, s:O, s:o, s:b}", "tag", o.tag,
-                       "finished_at", sc_time_format(bench_wall_us(), now), "seconds", o.seconds,
-                       "warmup", o.warmup, "clients", o.clients, "zmq_rtt_ms",
-                       echo ? echo : json_null(), "commit_ms", commit, "directory_events", ndir,
-                       "max_acked_per_s", best, "daemon", status, "steps", steps, "pass", all_pass);
+    result =
+        json_pack("{s:s, s:s, s:f, s:f, s:i, s:o, s:o, s:o?, s:i, s:f, s:O, s:o, s:b}", "tag",
+                  o.tag, "finished_at", sc_time_format(bench_wall_us(), now), "seconds", o.seconds,
+                  "warmup", o.warmup, "clients", o.clients, "zmq_rtt_ms", echo ? echo : json_null(),
+                  "commit_ms", commit, "calm_commit_ms", calm_commit, "directory_events", ndir,
+                  "max_acked_per_s", best, "daemon", status, "steps", steps, "pass", all_pass);
     steps = NULL;
     if (json_dump_file(result, o.out, JSON_INDENT(1)) < 0) {
         fprintf(stderr, "loadgen: could not write %s\n", o.out);

@@ -54,6 +54,19 @@ static const json_t *s_step(const json_t *load, const char *name)
     return NULL;
 }
 
+/* The step at a district's ordinary rate (loadgen --calm), or NULL. */
+static const json_t *s_calm_step(const json_t *load)
+{
+    size_t i;
+    const json_t *s;
+    json_array_foreach(json_object_get(load, "steps"), i, s)
+    {
+        if (sc_json_bool(s, "calm", false))
+            return s;
+    }
+    return NULL;
+}
+
 /* The worst plugin of a step: highest max lag during the load, highest lag slope, longest catch-up.
  */
 static void s_worst(const json_t *step, json_int_t *max_lag, double *slope, const char **slope_by,
@@ -337,6 +350,16 @@ int main(int argc, char **argv)
         printf("  %-46s %12s%*s\n", "one-row commit, beside w1k1 (loadgen)", "p50/p99 ms",
                12 * (nref + 1), a);
     }
+    /* The calm step's floor: one-row commits at its pace, each finding the database idle. */
+    const json_t *calm = s_calm_step(load);
+    if (calm && s_num(load, "calm_commit_ms.p50") > 0) {
+        char what[64];
+        snprintf(what, sizeof what, "one-row commit, %.0f/s, beside %s (loadgen)",
+                 s_num(calm, "target_rate"), sc_json_str(calm, "name"));
+        snprintf(a, sizeof a, "%.2f/%.2f", s_num(load, "calm_commit_ms.p50"),
+                 s_num(load, "calm_commit_ms.p99"));
+        printf("  %-46s %12s%*s\n", what, "p50/p99 ms", 12 * (nref + 1), a);
+    }
     /* R_db's limit: the batched insert measured right before and after the widest step. */
     const json_t *big = s_step(load, "w1024");
     if (!big)
@@ -402,9 +425,10 @@ int main(int argc, char **argv)
             json_object_get(json_object_get(st, "plugins_during_load"), by), "yielded", 0);
         snprintf(h, sizeof h, "%.0f %s, %lld", slope, by, (long long)held);
         snprintf(k, sizeof k, "%s%s", sc_json_str(st, "name"), s_behind(st, &behind));
-        printf("  %-8s %3d %9.0f %8.0f %5.0f %7s %7s %7s %10s %9.1f  %-31s %8s  %s\n", k,
+        printf("  %-8s %3d %9.0f %8.0f %5s %7s %7s %7s %10s %9.1f  %-31s %8s  %s\n", k,
                (int)s_num(st, "clients"), s_num(st, "target_rate"), s_num(st, "acked_per_s"),
-               s_num(st, "percent_of_max"), s_fmt(a, sizeof a, "%.2f", s_num(st, "latency_ms.p50")),
+               s_fmt(m, sizeof m, "%.0f", s_num(st, "percent_of_max")),
+               s_fmt(a, sizeof a, "%.2f", s_num(st, "latency_ms.p50")),
                s_fmt(b, sizeof b, "%.2f", s_num(st, "latency_ms.p99")),
                s_fmt(d, sizeof d, "%.2f", s_num(st, "latency_ms.p999")),
                s_fmt(e, sizeof e, "%.1f", s_num(st, "avg_batch")), s_num(st, "commits_per_s"), h,
@@ -513,6 +537,17 @@ int main(int argc, char **argv)
            s_fmt(k, sizeof k, "%.2f", s_num(one, "daemon_latency.in_daemon.p99_ms")),
            s_fmt(m, sizeof m, "%.2f", s_num(one, "daemon_latency.journal.p50_ms")),
            s_fmt(b, sizeof b, "%.2f", s_num(one, "daemon_latency.journal.p99_ms")));
+    /* What a gate sees on an ordinary morning, beside what a lone commit costs at that pace. */
+    if (calm)
+        printf("  calm, %.0f/s: ack p50/p99 %s/%s ms, held in the daemon %s/%s; a lone commit %s/%s"
+               "\n",
+               s_num(calm, "target_rate"),
+               s_fmt(a, sizeof a, "%.2f", s_num(calm, "latency_ms.p50")),
+               s_fmt(b, sizeof b, "%.2f", s_num(calm, "latency_ms.p99")),
+               s_fmt(d, sizeof d, "%.2f", s_num(calm, "daemon_latency.in_daemon.p50_ms")),
+               s_fmt(e, sizeof e, "%.2f", s_num(calm, "daemon_latency.in_daemon.p99_ms")),
+               s_fmt(f, sizeof f, "%.2f", s_num(load, "calm_commit_ms.p50")),
+               s_fmt(g, sizeof g, "%.2f", s_num(load, "calm_commit_ms.p99")));
     printf("  1 in flight: ack p50                                        %10s   <= %.1f ms "
            "%s\n",
            s_fmt(a, sizeof a, "%.3f ms", p50), S_TARGET_P50_MS,
