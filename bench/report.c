@@ -359,6 +359,11 @@ int main(int argc, char **argv)
         snprintf(a, sizeof a, "%.2f/%.2f", s_num(load, "calm_commit_ms.p50"),
                  s_num(load, "calm_commit_ms.p99"));
         printf("  %-46s %12s%*s\n", what, "p50/p99 ms", 12 * (nref + 1), a);
+        snprintf(what, sizeof what, "ZeroMQ round trip, %.0f/s, beside %s",
+                 s_num(calm, "target_rate"), sc_json_str(calm, "name"));
+        snprintf(a, sizeof a, "%.3f/%.3f", s_num(load, "calm_zmq_rtt_ms.p50"),
+                 s_num(load, "calm_zmq_rtt_ms.p99"));
+        printf("  %-46s %12s%*s\n", what, "p50/p99 ms", 12 * (nref + 1), a);
     }
     /* R_db's limit: the batched insert measured right before and after the widest step. */
     const json_t *big = s_step(load, "w1024");
@@ -539,15 +544,17 @@ int main(int argc, char **argv)
            s_fmt(b, sizeof b, "%.2f", s_num(one, "daemon_latency.journal.p99_ms")));
     /* What a gate sees on an ordinary morning, beside what a lone commit costs at that pace. */
     if (calm)
-        printf("  calm, %.0f/s: ack p50/p99 %s/%s ms, held in the daemon %s/%s; a lone commit %s/%s"
-               "\n",
-               s_num(calm, "target_rate"),
-               s_fmt(a, sizeof a, "%.2f", s_num(calm, "latency_ms.p50")),
-               s_fmt(b, sizeof b, "%.2f", s_num(calm, "latency_ms.p99")),
-               s_fmt(d, sizeof d, "%.2f", s_num(calm, "daemon_latency.in_daemon.p50_ms")),
-               s_fmt(e, sizeof e, "%.2f", s_num(calm, "daemon_latency.in_daemon.p99_ms")),
-               s_fmt(f, sizeof f, "%.2f", s_num(load, "calm_commit_ms.p50")),
-               s_fmt(g, sizeof g, "%.2f", s_num(load, "calm_commit_ms.p99")));
+        printf(
+            "  calm, %.0f/s: ack p50/p99 %s/%s ms, held in the daemon %s/%s; a lone commit %s/%s,"
+            " ZeroMQ %s/%s\n",
+            s_num(calm, "target_rate"), s_fmt(a, sizeof a, "%.2f", s_num(calm, "latency_ms.p50")),
+            s_fmt(b, sizeof b, "%.2f", s_num(calm, "latency_ms.p99")),
+            s_fmt(d, sizeof d, "%.2f", s_num(calm, "daemon_latency.in_daemon.p50_ms")),
+            s_fmt(e, sizeof e, "%.2f", s_num(calm, "daemon_latency.in_daemon.p99_ms")),
+            s_fmt(f, sizeof f, "%.2f", s_num(load, "calm_commit_ms.p50")),
+            s_fmt(g, sizeof g, "%.2f", s_num(load, "calm_commit_ms.p99")),
+            s_fmt(k, sizeof k, "%.2f", s_num(load, "calm_zmq_rtt_ms.p50")),
+            s_fmt(m, sizeof m, "%.2f", s_num(load, "calm_zmq_rtt_ms.p99")));
     printf("  1 in flight: ack p50                                        %10s   <= %.1f ms "
            "%s\n",
            s_fmt(a, sizeof a, "%.3f ms", p50), S_TARGET_P50_MS,
