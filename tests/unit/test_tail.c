@@ -311,7 +311,7 @@ static void test_a_look_the_tail_went_round_ends_where_it_was_dropped(void **sta
     sc__tail_free();
     sc__tail_init(S_BURST);
     /* Ids 1..2048, the plugin's own at 100 and 1500; the look lets go of the lock before id
-     * 1024 and a burst of 2 048 (gate events at every even id) drops everything it held. */
+     * 1024 and a burst of 2 048 (gate events at every odd id) drops everything it held. */
     for (int64_t first = 1; first <= S_BURST; first += S_MAX) {
         const char *batch[S_MAX + 1];
         for (int64_t k = 0; k < S_MAX; k++) {
@@ -326,7 +326,7 @@ static void test_a_look_the_tail_went_round_ends_where_it_was_dropped(void **sta
     sc__tev_t *t[S_MAX];
     int64_t upto, lo;
     /* What it found before, and no further: the slots past it hold the burst's events now
-     * (id 1500's slot the gate event 3548), which the look must not hand out. */
+     * (slot 1025 the burst's gate event 3073), which the look must not hand out. */
     assert_int_equal(sc__tail_take(0, s_gate, S_MAX, 0, t, &upto, &lo), 1);
     assert_int_equal(s_burst_at_lock, 0);
     const char *data;
