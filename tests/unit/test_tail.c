@@ -243,12 +243,12 @@ static void test_off_when_sized_zero(void **state)
 }
 
 /* Ids from..to of types[id % ntypes], in batches of S_MAX. */
-static void s_append_many(int64_t from, int64_t n, const char *const *types, size_t ntypes)
+static void s_append_many(int64_t from, int64_t to, const char *const *types, size_t ntypes)
 {
-    for (int64_t first = from; first <= n; first += S_MAX) {
+    for (int64_t first = from; first <= to; first += S_MAX) {
         const char *batch[S_MAX + 1];
         size_t k = 0;
-        for (; k < S_MAX && first + (int64_t)k <= n; k++)
+        for (; k < S_MAX && first + (int64_t)k <= to; k++)
             batch[k] = types[(size_t)(first + (int64_t)k) % ntypes];
         batch[k] = NULL;
         s_append(first, batch, NULL);
